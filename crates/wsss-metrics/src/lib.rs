@@ -1,0 +1,1 @@
+//! Segmentation metrics (filled by the data/metrics issue).

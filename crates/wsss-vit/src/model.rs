@@ -1,0 +1,367 @@
+//! timm's `VisionTransformer` forward with taps.
+
+use candle_core::{bail, Module, Result, Tensor, Var, D};
+use candle_nn::{Linear, VarBuilder};
+
+use crate::layers::{linear, softmax_last_dim, LayerNorm, Mlp};
+use crate::probes::GradientProbes;
+use crate::{pos_embed, Config, GlobalPool, PatchPolicy};
+
+/// Which intermediate results [`Vit::forward_tapped`] returns. Everything is off by
+/// default; taps cost memory (attention maps are O(B·h·N²) per layer), not extra compute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Taps {
+    /// Post-softmax attention `A_l`, [B, h, N, N] per layer.
+    pub attention: bool,
+    /// Pre-softmax logits `S_l = q·kᵀ·hd^−½`, [B, h, N, N] per layer (AReAM supervises them).
+    pub pre_softmax: bool,
+    /// Attention-branch output (after `proj`, before the residual), [B, N, D] per layer.
+    pub branch_outputs: bool,
+    /// Tokens after each block, [B, N, D] per layer.
+    pub block_tokens: bool,
+    /// Add gradient probes after the softmax of layers `from..depth`.
+    pub probes_from: Option<usize>,
+}
+
+impl Taps {
+    /// Only the post-softmax attention.
+    pub fn attention() -> Self {
+        Self {
+            attention: true,
+            ..Self::default()
+        }
+    }
+
+    /// Attention plus gradient probes from layer `from` on (GETAM).
+    pub fn attention_with_probes(from: usize) -> Self {
+        Self {
+            attention: true,
+            probes_from: Some(from),
+            ..Self::default()
+        }
+    }
+}
+
+/// What one forward pass returns. Tapped lists hold one entry per layer when asked for,
+/// and are empty otherwise.
+#[derive(Debug, Clone)]
+pub struct VitOutput {
+    /// All N = T + gh·gw tokens after the final norm (when configured), [B, N, D].
+    pub tokens: Tensor,
+    /// Classification logits [B, C], when the config has classes.
+    pub logits: Option<Tensor>,
+    /// The token grid (gh, gw).
+    pub grid: (usize, usize),
+    /// Post-softmax attention per layer, [B, h, N, N].
+    pub attention: Vec<Tensor>,
+    /// Pre-softmax attention logits per layer, [B, h, N, N].
+    pub pre_softmax: Vec<Tensor>,
+    /// Attention-branch outputs per layer, [B, N, D].
+    pub branch_outputs: Vec<Tensor>,
+    /// Tokens after each block, [B, N, D].
+    pub block_tokens: Vec<Tensor>,
+    /// Gradient probes (empty unless `Taps::probes_from` was set).
+    pub probes: GradientProbes,
+}
+
+impl VitOutput {
+    /// The T prefix (class) tokens, [B, T, D].
+    pub fn class_tokens(&self, t: usize) -> Result<Tensor> {
+        self.tokens.narrow(1, 0, t)
+    }
+
+    /// The gh·gw patch tokens, [B, gh·gw, D].
+    pub fn patch_tokens(&self, t: usize) -> Result<Tensor> {
+        let n = self.tokens.dim(1)?;
+        self.tokens.narrow(1, t, n - t)
+    }
+}
+
+/// Per-block taps while the forward runs.
+struct BlockTaps {
+    pre_softmax: Option<Tensor>,
+    attention: Option<Tensor>,
+    branch: Tensor,
+}
+
+/// Multi-head self-attention with a fused qkv projection (timm's `Attention`).
+#[derive(Debug, Clone)]
+struct Attention {
+    qkv: Linear,
+    proj: Linear,
+    num_heads: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(cfg: &Config, vb: VarBuilder<'_>) -> Result<Self> {
+        let dim = cfg.embed_dim;
+        Ok(Self {
+            qkv: linear(dim, 3 * dim, cfg.qkv_bias, vb.pp("qkv"))?,
+            proj: linear(dim, dim, true, vb.pp("proj"))?,
+            num_heads: cfg.num_heads,
+            scale: (cfg.head_dim() as f64).powf(-0.5),
+        })
+    }
+
+    /// `xs` [B, N, D] → branch output [B, N, D] plus the taps asked for.
+    fn forward(&self, xs: &Tensor, keep: (bool, bool), probe: Option<&Var>) -> Result<BlockTaps> {
+        let (b, n, d) = xs.dims3()?;
+        let (h, hd) = (self.num_heads, d / self.num_heads);
+        let qkv = self
+            .qkv
+            .forward(xs)?
+            .reshape((b, n, 3, h, hd))?
+            .permute((2, 0, 3, 1, 4))?;
+        let q = (qkv.get(0)? * self.scale)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let logits = q.matmul(&k.t()?)?;
+        let mut attention = softmax_last_dim(&logits)?;
+        if let Some(probe) = probe {
+            attention = (attention + probe.as_tensor())?;
+        }
+        let mixed = attention.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        let branch = self.proj.forward(&mixed)?;
+        let (keep_logits, keep_attention) = keep;
+        Ok(BlockTaps {
+            pre_softmax: keep_logits.then_some(logits),
+            attention: keep_attention.then_some(attention),
+            branch,
+        })
+    }
+}
+
+/// A pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
+#[derive(Debug, Clone)]
+struct Block {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(cfg: &Config, vb: VarBuilder<'_>) -> Result<Self> {
+        let eps = cfg.layer_norm_eps;
+        Ok(Self {
+            norm1: LayerNorm::new(cfg.embed_dim, eps, vb.pp("norm1"))?,
+            attn: Attention::new(cfg, vb.pp("attn"))?,
+            norm2: LayerNorm::new(cfg.embed_dim, eps, vb.pp("norm2"))?,
+            mlp: Mlp::new(cfg.embed_dim, cfg.mlp_hidden(), vb.pp("mlp"))?,
+        })
+    }
+}
+
+/// timm's VisionTransformer / DeiT (and MCTformer/WeakTr's multi-class-token variant).
+///
+/// Built from a [`VarBuilder`] with timm's key names, so timm checkpoints load as they are.
+/// See the crate docs for an example.
+#[derive(Debug, Clone)]
+pub struct Vit {
+    cfg: Config,
+    patch_weight: Tensor,
+    patch_bias: Tensor,
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    blocks: Vec<Block>,
+    norm: Option<LayerNorm>,
+    head: Option<Linear>,
+}
+
+impl Vit {
+    /// Builds the model from `vb` (timm key names). The config is validated first.
+    pub fn new(cfg: &Config, vb: VarBuilder<'_>) -> Result<Self> {
+        cfg.validate().map_err(candle_core::Error::wrap)?;
+        let (d, p, t) = (cfg.embed_dim, cfg.patch_size, cfg.class_tokens);
+        let (gh0, gw0) = cfg.stored_grid();
+        let blocks = (0..cfg.depth)
+            .map(|l| Block::new(cfg, vb.pp(format!("blocks.{l}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = if cfg.final_norm {
+            Some(LayerNorm::new(d, cfg.layer_norm_eps, vb.pp("norm"))?)
+        } else {
+            None
+        };
+        let head = if cfg.has_head() {
+            Some(linear(d, cfg.num_classes, true, vb.pp("head"))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            patch_weight: vb.get((d, 3, p, p), "patch_embed.proj.weight")?,
+            patch_bias: vb.get(d, "patch_embed.proj.bias")?,
+            cls_token: vb.get((1, t, d), "cls_token")?,
+            pos_embed: vb.get((1, t + gh0 * gw0, d), "pos_embed")?,
+            blocks,
+            norm,
+            head,
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Patch embedding: [B, 3, H, W] → [B, gh·gw, D] (a stride-p convolution written as
+    /// one matrix product over flattened patches).
+    fn embed_patches(&self, images: &Tensor) -> Result<(Tensor, (usize, usize))> {
+        let (b, c, h, w) = images.dims4()?;
+        let p = self.cfg.patch_size;
+        if c != 3 {
+            bail!(
+                "expected images with 3 channels [B, 3, H, W], got shape {:?}",
+                images.dims()
+            );
+        }
+        let (gh, gw) = self.cfg.token_grid(h, w);
+        if gh == 0 || gw == 0 {
+            bail!("image {h}x{w} is smaller than one {p}x{p} patch");
+        }
+        let images = match self.cfg.patch_policy {
+            PatchPolicy::Floor => images.narrow(2, 0, gh * p)?.narrow(3, 0, gw * p)?,
+            PatchPolicy::Pad => {
+                images
+                    .pad_with_zeros(2, 0, gh * p - h)?
+                    .pad_with_zeros(3, 0, gw * p - w)?
+            }
+        };
+        let patches = images
+            .reshape((b, c, gh, p, gw, p))?
+            .permute(vec![0, 2, 4, 1, 3, 5])?
+            .contiguous()?
+            .reshape((b, gh * gw, c * p * p))?;
+        let weight = self.patch_weight.reshape((self.cfg.embed_dim, c * p * p))?;
+        let tokens = patches
+            .broadcast_matmul(&weight.t()?)?
+            .broadcast_add(&self.patch_bias)?;
+        Ok((tokens, (gh, gw)))
+    }
+
+    /// Logits from the final tokens, per `global_pool` and the class-token count.
+    fn logits(&self, tokens: &Tensor) -> Result<Option<Tensor>> {
+        if self.cfg.num_classes == 0 {
+            return Ok(None);
+        }
+        let t = self.cfg.class_tokens;
+        let n = tokens.dim(1)?;
+        let logits = match (self.cfg.global_pool, &self.head) {
+            (GlobalPool::Token, None) => tokens.narrow(1, 0, t)?.mean(D::Minus1)?,
+            (GlobalPool::Token, Some(head)) => {
+                head.forward(&tokens.narrow(1, 0, 1)?.squeeze(1)?)?
+            }
+            (GlobalPool::Avg, Some(head)) => head.forward(&tokens.narrow(1, t, n - t)?.mean(1)?)?,
+            (GlobalPool::Avg, None) => bail!("avg pooling needs a head"),
+        };
+        Ok(Some(logits))
+    }
+
+    /// Logits only ([B, C]); errors when the config has no classes.
+    pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        match self.forward_tapped(images, Taps::default())?.logits {
+            Some(logits) => Ok(logits),
+            None => bail!("this ViT has num_classes = 0: use forward_tapped for its tokens"),
+        }
+    }
+
+    /// The full forward with the intermediate results selected by `taps`.
+    ///
+    /// # Shapes
+    /// - `images`: [B, 3, H, W] f32, normalised as the weights expect (the model does no
+    ///   normalisation); sides below one patch are an error.
+    /// - see [`VitOutput`] for the outputs; N = T + gh·gw with (gh, gw) from
+    ///   [`Config::token_grid`].
+    ///
+    /// Cost: O(L·B·(N·D² + N²·D)) time; O(B·N·D) memory plus O(B·h·N²) per tapped layer.
+    pub fn forward_tapped(&self, images: &Tensor, taps: Taps) -> Result<VitOutput> {
+        self.forward_inner(images, taps, None)
+    }
+
+    /// [`Vit::forward_tapped`] reusing given probes instead of fresh zero ones (their
+    /// layers replace `taps.probes_from`). Setting a probe to a non-zero value perturbs
+    /// the attention it is added to, which is how the finite-difference tests check
+    /// the probe gradients.
+    pub fn forward_with_probes(
+        &self,
+        images: &Tensor,
+        taps: Taps,
+        probes: &GradientProbes,
+    ) -> Result<VitOutput> {
+        self.forward_inner(images, taps, Some(probes))
+    }
+
+    fn forward_inner(
+        &self,
+        images: &Tensor,
+        taps: Taps,
+        given: Option<&GradientProbes>,
+    ) -> Result<VitOutput> {
+        let (b, _, h, w) = images.dims4()?;
+        let (patches, grid) = self.embed_patches(images)?;
+        let d = self.cfg.embed_dim;
+        let t = self.cfg.class_tokens;
+        let pos = pos_embed::resample(&self.cfg, &self.pos_embed, grid, (h, w))?;
+        let cls = self.cls_token.broadcast_as((b, t, d))?;
+        let mut xs = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&pos)?;
+        let n = xs.dim(1)?;
+
+        let mut out = VitOutput {
+            tokens: xs.clone(),
+            logits: None,
+            grid,
+            attention: Vec::new(),
+            pre_softmax: Vec::new(),
+            branch_outputs: Vec::new(),
+            block_tokens: Vec::new(),
+            probes: GradientProbes::default(),
+        };
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let probe = match (given, taps.probes_from) {
+                (Some(given), _) => {
+                    let probe = given.probe(layer).cloned();
+                    if let Some(var) = &probe {
+                        if var.dims() != [b, self.cfg.num_heads, n, n] {
+                            bail!(
+                                "probe of layer {layer} has shape {:?}, attention is {:?}",
+                                var.dims(),
+                                (b, self.cfg.num_heads, n, n)
+                            );
+                        }
+                        out.probes.push(layer, var.clone());
+                    }
+                    probe
+                }
+                (None, Some(from)) if layer >= from => {
+                    let h = self.cfg.num_heads;
+                    let var = Var::zeros((b, h, n, n), xs.dtype(), xs.device())?;
+                    out.probes.push(layer, var);
+                    out.probes.probe(layer).cloned()
+                }
+                _ => None,
+            };
+            let normed = block.norm1.forward(&xs)?;
+            let tapped =
+                block
+                    .attn
+                    .forward(&normed, (taps.pre_softmax, taps.attention), probe.as_ref())?;
+            xs = (xs + &tapped.branch)?;
+            xs = (&xs + block.mlp.forward(&block.norm2.forward(&xs)?)?)?;
+            out.pre_softmax.extend(tapped.pre_softmax);
+            out.attention.extend(tapped.attention);
+            if taps.branch_outputs {
+                out.branch_outputs.push(tapped.branch);
+            }
+            if taps.block_tokens {
+                out.block_tokens.push(xs.clone());
+            }
+        }
+        if let Some(norm) = &self.norm {
+            xs = norm.forward(&xs)?;
+        }
+        out.logits = self.logits(&xs)?;
+        out.tokens = xs;
+        Ok(out)
+    }
+}

@@ -1,0 +1,34 @@
+//! Subcommands of the `wsss` binary, one module each.
+
+mod vit;
+mod weights;
+
+use clap::{Parser, Subcommand};
+
+/// Transformer-based weakly supervised semantic segmentation.
+#[derive(Parser)]
+#[command(name = "wsss", version, about, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pretrained weights: fetch from the Hugging Face Hub, inspect a file.
+    #[command(subcommand)]
+    Weights(weights::WeightsCommand),
+    /// The ViT backbone: run a forward and print attention-map statistics.
+    #[command(subcommand)]
+    Vit(vit::VitCommand),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Weights(cmd) => cmd.run(),
+            Command::Vit(cmd) => cmd.run(),
+        }
+    }
+}

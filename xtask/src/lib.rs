@@ -1,0 +1,3 @@
+//! Developer tasks behind `cargo xtask`; the algorithms live in the crates.
+
+pub mod golden;

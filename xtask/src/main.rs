@@ -1,0 +1,64 @@
+//! `cargo xtask`: developer tasks. Run without arguments for the list.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "wsss developer tasks",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run golden reference cases (FORMAT.md) through the library and compare.
+    Golden {
+        /// Folder of `NAME.json` + `NAME.safetensors` cases.
+        dir: PathBuf,
+        /// Only cases whose op starts with this prefix (repeatable); others are excluded.
+        #[arg(long = "op")]
+        ops: Vec<String>,
+        /// List the ops that have an adapter and exit.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+fn golden(dir: PathBuf, ops: Vec<String>, list: bool) -> Result<ExitCode> {
+    if list {
+        for op in xtask::golden::ops::KNOWN_OPS {
+            println!("{op}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reports = xtask::golden::run_dir(&dir, &ops)?;
+    let passed = reports.iter().filter(|r| r.passed()).count();
+    for report in &reports {
+        println!("{}", report.line());
+    }
+    let failed = reports.len() - passed;
+    println!("{passed} passed, {failed} failed");
+    if reports.is_empty() {
+        eprintln!("no case matched the --op prefixes {ops:?}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn main() -> Result<ExitCode> {
+    match Cli::parse().task {
+        Task::Golden { dir, ops, list } => golden(dir, ops, list),
+    }
+}
