@@ -18,6 +18,7 @@
 //! ```
 
 pub mod device;
+pub mod random;
 pub mod resize;
 
 /// Label value for pixels without a label (VOC borders, unscribbled pixels, unreliable

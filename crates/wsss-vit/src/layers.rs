@@ -4,7 +4,7 @@
 //! them come back `None` without an error. These layers use the fused kernels only when no
 //! input tracks gradients, and the basic-op forms otherwise.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 /// Whether any of `ts` is a `Var` or depends on one.
@@ -14,7 +14,7 @@ pub(crate) fn tracks_grad(ts: &[&Tensor]) -> bool {
 
 /// Softmax over the last axis that is differentiable when it needs to be.
 pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
-    if tracks_grad(&[xs]) {
+    if tracks_grad(&[xs]) || xs.dtype() == DType::F64 {
         candle_nn::ops::softmax(xs, D::Minus1)
     } else {
         candle_nn::ops::softmax_last_dim(xs)
@@ -43,7 +43,8 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if !tracks_grad(&[xs, &self.weight, &self.bias]) && xs.is_contiguous() {
+        let fused_dtype = matches!(xs.dtype(), DType::F32 | DType::F16 | DType::BF16);
+        if fused_dtype && !tracks_grad(&[xs, &self.weight, &self.bias]) && xs.is_contiguous() {
             return candle_nn::ops::layer_norm(xs, &self.weight, &self.bias, self.eps as f32);
         }
         let mean = xs.mean_keepdim(D::Minus1)?;

@@ -17,23 +17,22 @@
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
-//! use candle_nn::{VarBuilder, VarMap};
-//! use wsss_vit::{Config, Taps, Vit};
+//! use wsss_vit::{init_weights, Config, Strictness, Taps, Vit};
 //!
 //! let cfg = Config::tiny_test(); // p 8, D 32, 2 blocks, 2 heads, 3 classes
-//! let varmap = VarMap::new();
-//! let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-//! let vit = Vit::new(&cfg, vb)?;
+//! let weights = init_weights(&cfg, 0)?; // or wsss_vit::read_state_dict("deit_s.safetensors")
+//! let vit = Vit::from_state_dict(&cfg, weights, Strictness::Strict, DType::F32, &Device::Cpu)?;
 //! let images = Tensor::randn(0f32, 1.0, (1, 3, 32, 48), &Device::Cpu)?;
 //! let out = vit.forward_tapped(&images, Taps::attention())?;
 //! assert_eq!(out.grid, (4, 6));
 //! assert_eq!(out.attention[1].dims(), &[1, 2, 25, 25]);
 //! assert_eq!(out.logits.unwrap().dims(), &[1, 3]);
-//! # Ok::<(), candle_core::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod config;
 mod error;
+mod init;
 pub mod layers;
 mod model;
 pub mod pos_embed;
@@ -42,6 +41,7 @@ mod weights;
 
 pub use config::{Config, GlobalPool, PatchPolicy, PosEmbedInterp};
 pub use error::{KeyReport, VitError};
+pub use init::init_weights;
 pub use model::{Taps, Vit, VitOutput};
 pub use probes::GradientProbes;
 pub use weights::{check_keys, expected_keys, read_state_dict, Strictness, NESTED_STATE_DICT_KEYS};

@@ -2,20 +2,21 @@
 //! the perturbation of A_l is made through the probe itself (A_l + P_l).
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use wsss_vit::{Config, Taps, Vit};
+use wsss_core::random::{normal, rng};
+use wsss_vit::{init_weights, Config, Strictness, Taps, Vit};
 
 fn tiny_vit(dtype: DType) -> Result<Vit> {
-    Device::Cpu.set_seed(7)?;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu);
-    let vit = Vit::new(&Config::tiny_test(), vb)?;
-    // Larger weights than the default init make attention far from uniform.
-    for var in varmap.all_vars() {
-        let scaled = (var.as_tensor() * 3.0)?;
-        var.set(&scaled)?;
-    }
-    Ok(vit)
+    // Weights 20x timm's init scale make the attention far from uniform.
+    let weights = init_weights(&Config::tiny_test(), 7)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, (v * 20.0)?)))
+        .collect::<Result<_>>()?;
+    Ok(Vit::from_state_dict(&Config::tiny_test(), weights, Strictness::Strict, dtype, &Device::Cpu)
+        .map_err(candle_core::Error::wrap)?)
+}
+
+fn images(shape: (usize, usize, usize, usize), dtype: DType) -> Result<Tensor> {
+    normal(shape, 0.0, 1.0, &mut rng(11), &Device::Cpu)?.to_dtype(dtype)
 }
 
 fn score(
@@ -31,7 +32,7 @@ fn score(
 #[test]
 fn probe_gradients_match_central_differences() -> Result<()> {
     let vit = tiny_vit(DType::F64)?;
-    let images = Tensor::randn(0f64, 1.0, (1, 3, 24, 32), &Device::Cpu)?;
+    let images = images((1, 3, 24, 32), DType::F64)?;
     let class = 1;
     let out = vit.forward_tapped(&images, Taps::attention_with_probes(0))?;
     let logit = out.logits.as_ref().unwrap().i((0, class))?;
@@ -77,14 +78,17 @@ fn probe_gradients_match_central_differences() -> Result<()> {
 #[test]
 fn probes_change_no_value_and_skip_layers_below_start() -> Result<()> {
     let vit = tiny_vit(DType::F32)?;
-    let images = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu)?;
+    let images = images((2, 3, 32, 32), DType::F32)?;
     let plain = vit.forward_tapped(&images, Taps::attention())?;
     let probed = vit.forward_tapped(&images, Taps::attention_with_probes(1))?;
+    let plain_scale = plain.tokens.abs()?.max_all()?.to_scalar::<f32>()?;
     let diff = (plain.tokens - &probed.tokens)?
         .abs()?
         .max_all()?
         .to_scalar::<f32>()?;
-    assert_eq!(diff, 0.0);
+    // Equal up to the rounding of the fused vs. differentiable LayerNorm after the probe.
+    let scale = plain_scale;
+    assert!(diff <= 1e-6 * scale, "probes changed the tokens by {diff} (scale {scale})");
     assert_eq!(probed.probes.layers().collect::<Vec<_>>(), vec![1]);
     let score = probed.logits.unwrap().sum_all()?;
     let grads = score.backward()?;
