@@ -21,7 +21,12 @@ pub fn standard_normal(rng: &mut impl Rng) -> f32 {
 ///
 /// (timm's `trunc_normal_(std=0.02)` truncates at the absolute bounds ±2, which for such a
 /// small std never happens; truncating at two standard deviations is the usual intent.)
-pub fn truncated_normal(shape: impl Into<Shape>, std: f32, rng: &mut impl Rng, device: &Device) -> Result<Tensor> {
+pub fn truncated_normal(
+    shape: impl Into<Shape>,
+    std: f32,
+    rng: &mut impl Rng,
+    device: &Device,
+) -> Result<Tensor> {
     let shape = shape.into();
     let values: Vec<f32> = (0..shape.elem_count())
         .map(|_| loop {
@@ -35,16 +40,32 @@ pub fn truncated_normal(shape: impl Into<Shape>, std: f32, rng: &mut impl Rng, d
 }
 
 /// `N(mean, std²)` values.
-pub fn normal(shape: impl Into<Shape>, mean: f32, std: f32, rng: &mut impl Rng, device: &Device) -> Result<Tensor> {
+pub fn normal(
+    shape: impl Into<Shape>,
+    mean: f32,
+    std: f32,
+    rng: &mut impl Rng,
+    device: &Device,
+) -> Result<Tensor> {
     let shape = shape.into();
-    let values: Vec<f32> = (0..shape.elem_count()).map(|_| mean + std * standard_normal(rng)).collect();
+    let values: Vec<f32> = (0..shape.elem_count())
+        .map(|_| mean + std * standard_normal(rng))
+        .collect();
     Tensor::from_vec(values, shape, device)
 }
 
 /// `U(low, high)` values.
-pub fn uniform(shape: impl Into<Shape>, low: f32, high: f32, rng: &mut impl Rng, device: &Device) -> Result<Tensor> {
+pub fn uniform(
+    shape: impl Into<Shape>,
+    low: f32,
+    high: f32,
+    rng: &mut impl Rng,
+    device: &Device,
+) -> Result<Tensor> {
     let shape = shape.into();
-    let values: Vec<f32> = (0..shape.elem_count()).map(|_| rng.random_range(low..high)).collect();
+    let values: Vec<f32> = (0..shape.elem_count())
+        .map(|_| rng.random_range(low..high))
+        .collect();
     Tensor::from_vec(values, shape, device)
 }
 
@@ -54,13 +75,25 @@ mod tests {
 
     #[test]
     fn same_seed_same_values_and_sane_moments() {
-        let a = normal(4096, 0.0, 1.0, &mut rng(3), &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
-        let b = normal(4096, 0.0, 1.0, &mut rng(3), &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
+        let a = normal(4096, 0.0, 1.0, &mut rng(3), &Device::Cpu)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let b = normal(4096, 0.0, 1.0, &mut rng(3), &Device::Cpu)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(a, b);
         let mean = a.iter().sum::<f32>() / a.len() as f32;
         let var = a.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / a.len() as f32;
-        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.1, "mean {mean} var {var}");
-        let t = truncated_normal(1000, 0.02, &mut rng(1), &Device::Cpu).unwrap().to_vec1::<f32>().unwrap();
+        assert!(
+            mean.abs() < 0.05 && (var - 1.0).abs() < 0.1,
+            "mean {mean} var {var}"
+        );
+        let t = truncated_normal(1000, 0.02, &mut rng(1), &Device::Cpu)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert!(t.iter().all(|x| x.abs() <= 0.04));
     }
 }

@@ -11,8 +11,14 @@ fn tiny_vit(dtype: DType) -> Result<Vit> {
         .into_iter()
         .map(|(k, v)| Ok((k, (v * 20.0)?)))
         .collect::<Result<_>>()?;
-    Ok(Vit::from_state_dict(&Config::tiny_test(), weights, Strictness::Strict, dtype, &Device::Cpu)
-        .map_err(candle_core::Error::wrap)?)
+    Ok(Vit::from_state_dict(
+        &Config::tiny_test(),
+        weights,
+        Strictness::Strict,
+        dtype,
+        &Device::Cpu,
+    )
+    .map_err(candle_core::Error::wrap)?)
 }
 
 fn images(shape: (usize, usize, usize, usize), dtype: DType) -> Result<Tensor> {
@@ -88,7 +94,10 @@ fn probes_change_no_value_and_skip_layers_below_start() -> Result<()> {
         .to_scalar::<f32>()?;
     // Equal up to the rounding of the fused vs. differentiable LayerNorm after the probe.
     let scale = plain_scale;
-    assert!(diff <= 1e-6 * scale, "probes changed the tokens by {diff} (scale {scale})");
+    assert!(
+        diff <= 1e-6 * scale,
+        "probes changed the tokens by {diff} (scale {scale})"
+    );
     assert_eq!(probed.probes.layers().collect::<Vec<_>>(), vec![1]);
     let score = probed.logits.unwrap().sum_all()?;
     let grads = score.backward()?;
