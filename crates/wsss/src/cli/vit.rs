@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{DType, Device, D};
 use clap::Subcommand;
-use wsss::vit::{Config, Strictness, Taps, Vit};
+use wsss::core::random::{normal, rng};
+use wsss::vit::{init_weights, Config, Strictness, Taps, Vit};
 
 #[derive(Subcommand)]
 pub enum VitCommand {
@@ -49,13 +49,17 @@ impl VitCommand {
             seed,
         } = self;
         let device = Device::Cpu;
-        device.set_seed(seed)?;
         let cfg = Config::preset(&preset)?;
-        let varmap = VarMap::new();
         let vit = match &weights {
             Some(path) => Vit::from_file(&cfg, path, Strictness::AllowUnexpected, &device)
                 .with_context(|| format!("loading {}", path.display()))?,
-            None => Vit::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &device))?,
+            None => Vit::from_state_dict(
+                &cfg,
+                init_weights(&cfg, seed)?,
+                Strictness::Strict,
+                DType::F32,
+                &device,
+            )?,
         };
         let (h, w) = size;
         if h < cfg.patch_size || w < cfg.patch_size {
@@ -64,7 +68,7 @@ impl VitCommand {
                 p = cfg.patch_size
             );
         }
-        let image = Tensor::randn(0f32, 1.0, (1, 3, h, w), &device)?;
+        let image = normal((1, 3, h, w), 0.0, 1.0, &mut rng(seed), &device)?;
         let out = vit.forward_tapped(&image, Taps::attention())?;
         let t = cfg.class_tokens;
         println!(
