@@ -13,4 +13,5 @@ pub use wsss_core as core;
 pub use wsss_metrics as metrics;
 pub use wsss_vit as vit;
 
+pub mod train;
 pub mod weights;
