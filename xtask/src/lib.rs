@@ -1,3 +1,4 @@
 //! Developer tasks behind `cargo xtask`; the algorithms live in the crates.
 
+pub mod bench;
 pub mod golden;

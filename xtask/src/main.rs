@@ -30,6 +30,14 @@ enum Task {
         #[arg(long)]
         list: bool,
     },
+    /// Run the criterion benches and write docs/results/bench-<device>.md.
+    Bench {
+        /// Cargo features for the benches (`cuda` or `metal`).
+        #[arg(long)]
+        features: Option<String>,
+        /// Only benchmarks whose id contains this.
+        filter: Option<String>,
+    },
 }
 
 fn golden(dir: PathBuf, ops: Vec<String>, list: bool) -> Result<ExitCode> {
@@ -60,5 +68,11 @@ fn golden(dir: PathBuf, ops: Vec<String>, list: bool) -> Result<ExitCode> {
 fn main() -> Result<ExitCode> {
     match Cli::parse().task {
         Task::Golden { dir, ops, list } => golden(dir, ops, list),
+        Task::Bench { features, filter } => {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let out = xtask::bench::run(&root, features.as_deref(), filter.as_deref())?;
+            println!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -260,7 +260,7 @@ mod tests {
     fn clipping_bounds_the_global_norm() -> Result<()> {
         let x = Var::new(&[0f32, 0.0], &Device::Cpu)?;
         let mut grads = quadratic_grads(&x)?; // g = (−6, −6), norm 8.485
-        let norm = clip_grad_norm(&mut grads, &[x.clone()], 1.0)?;
+        let norm = clip_grad_norm(&mut grads, std::slice::from_ref(&x), 1.0)?;
         assert!((norm - 72f64.sqrt()).abs() < 1e-4);
         let g = grads
             .get(x.as_tensor())
