@@ -1,0 +1,1 @@
+//! Losses (placeholder, filled in below).

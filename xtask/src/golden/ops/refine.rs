@@ -1,0 +1,41 @@
+//! Adapters of the `label.*` and `refine.*` ops (wsss-refine).
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Tensor};
+use wsss_refine::threshold::{cam_to_label, reliable_label, ReliableConfig, ThresholdConfig};
+
+use super::{Case, Outputs};
+
+/// A `[K]` i64 class list as indices.
+fn classes(t: &Tensor) -> Result<Vec<usize>> {
+    t.to_dtype(DType::I64)?
+        .flatten_all()?
+        .to_vec1::<i64>()?
+        .into_iter()
+        .map(|c| match usize::try_from(c) {
+            Ok(c) => Ok(c),
+            Err(_) => bail!("negative class index {c}"),
+        })
+        .collect()
+}
+
+fn one(name: &str, t: Tensor) -> Outputs {
+    [(name.to_string(), t)].into()
+}
+
+pub fn threshold(case: &Case) -> Result<Outputs> {
+    let cfg = ThresholdConfig {
+        background_threshold: case.param_or("bg_threshold", 0.2)?,
+    };
+    let label = cam_to_label(case.tensor("cams")?, &classes(case.tensor("classes")?)?, &cfg)?;
+    Ok(one("label", label))
+}
+
+pub fn reliable(case: &Case) -> Result<Outputs> {
+    let cfg = ReliableConfig {
+        low: case.param_or("low", 0.3)?,
+        high: case.param_or("high", 0.7)?,
+    };
+    let label = reliable_label(case.tensor("cams")?, &classes(case.tensor("classes")?)?, &cfg)?;
+    Ok(one("label", label))
+}
