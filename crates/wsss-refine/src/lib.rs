@@ -31,6 +31,8 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod par;
 pub mod threshold;
 
+mod neighbours;
 mod util;

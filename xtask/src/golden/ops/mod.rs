@@ -21,6 +21,7 @@ pub const KNOWN_OPS: &[&str] = &[
     "vit.forward",
     "label.threshold",
     "label.reliable",
+    "refine.par",
 ];
 
 /// Runs `case` through the adapter of its op.
@@ -30,6 +31,7 @@ pub fn run(case: &Case) -> Result<Outputs> {
         "vit.forward" => vit::forward(case),
         "label.threshold" => refine::threshold(case),
         "label.reliable" => refine::reliable(case),
+        "refine.par" => refine::par(case),
         other => bail!("unknown op `{other}` (no adapter in xtask/src/golden/ops)"),
     }
 }

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
+use wsss_refine::par::{self, ParConfig};
 use wsss_refine::threshold::{cam_to_label, reliable_label, ReliableConfig, ThresholdConfig};
 
 use super::{Case, Outputs};
@@ -38,4 +39,16 @@ pub fn reliable(case: &Case) -> Result<Outputs> {
     };
     let label = reliable_label(case.tensor("cams")?, &classes(case.tensor("classes")?)?, &cfg)?;
     Ok(one("label", label))
+}
+
+pub fn par(case: &Case) -> Result<Outputs> {
+    let defaults = ParConfig::afa();
+    let cfg = ParConfig {
+        iterations: case.param_or("iterations", defaults.iterations)?,
+        dilations: case.param_or("dilations", defaults.dilations)?,
+        temperature: case.param_or("w1", defaults.temperature)?,
+        position_weight: case.param_or("w2", defaults.position_weight)?,
+    };
+    let refined = par::refine(case.tensor("image")?, case.tensor("masks")?, &cfg)?;
+    Ok(one("refined", refined))
 }
