@@ -22,6 +22,7 @@ pub const KNOWN_OPS: &[&str] = &[
     "label.threshold",
     "label.reliable",
     "refine.par",
+    "refine.pamr",
 ];
 
 /// Runs `case` through the adapter of its op.
@@ -32,6 +33,7 @@ pub fn run(case: &Case) -> Result<Outputs> {
         "label.threshold" => refine::threshold(case),
         "label.reliable" => refine::reliable(case),
         "refine.par" => refine::par(case),
+        "refine.pamr" => refine::pamr(case),
         other => bail!("unknown op `{other}` (no adapter in xtask/src/golden/ops)"),
     }
 }

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
+use wsss_refine::pamr::{self, PamrConfig};
 use wsss_refine::par::{self, ParConfig};
 use wsss_refine::threshold::{cam_to_label, reliable_label, ReliableConfig, ThresholdConfig};
 
@@ -50,5 +51,15 @@ pub fn par(case: &Case) -> Result<Outputs> {
         position_weight: case.param_or("w2", defaults.position_weight)?,
     };
     let refined = par::refine(case.tensor("image")?, case.tensor("masks")?, &cfg)?;
+    Ok(one("refined", refined))
+}
+
+pub fn pamr(case: &Case) -> Result<Outputs> {
+    let defaults = PamrConfig::getam();
+    let cfg = PamrConfig {
+        iterations: case.param_or("iterations", defaults.iterations)?,
+        dilations: case.param_or("dilations", defaults.dilations)?,
+    };
+    let refined = pamr::refine(case.tensor("image")?, case.tensor("masks")?, &cfg)?;
     Ok(one("refined", refined))
 }
