@@ -31,6 +31,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+pub mod completion;
 pub mod pamr;
 pub mod par;
 pub mod threshold;

@@ -23,6 +23,7 @@ pub const KNOWN_OPS: &[&str] = &[
     "label.reliable",
     "refine.par",
     "refine.pamr",
+    "label.getam_completion",
 ];
 
 /// Runs `case` through the adapter of its op.
@@ -34,6 +35,7 @@ pub fn run(case: &Case) -> Result<Outputs> {
         "label.reliable" => refine::reliable(case),
         "refine.par" => refine::par(case),
         "refine.pamr" => refine::pamr(case),
+        "label.getam_completion" => refine::getam_completion(case),
         other => bail!("unknown op `{other}` (no adapter in xtask/src/golden/ops)"),
     }
 }

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
+use wsss_refine::completion::{self, CompletionConfig, Conflict};
 use wsss_refine::pamr::{self, PamrConfig};
 use wsss_refine::par::{self, ParConfig};
 use wsss_refine::threshold::{cam_to_label, reliable_label, ReliableConfig, ThresholdConfig};
@@ -62,4 +63,24 @@ pub fn pamr(case: &Case) -> Result<Outputs> {
     };
     let refined = pamr::refine(case.tensor("image")?, case.tensor("masks")?, &cfg)?;
     Ok(one("refined", refined))
+}
+
+pub fn getam_completion(case: &Case) -> Result<Outputs> {
+    let defaults = CompletionConfig::getam();
+    let conflict: String = case.param_or("conflict", "ignore".to_string())?;
+    let cfg = CompletionConfig {
+        background_power: case.param_or("bg_power", defaults.background_power)?,
+        percentile: case.param_or("percentile", defaults.percentile)?,
+        opening: case.param_or("opening", defaults.opening)?,
+        saliency_threshold: case.param_or("saliency_threshold", defaults.saliency_threshold)?,
+        conflict: conflict.parse::<Conflict>().map_err(anyhow::Error::msg)?,
+    };
+    let saliency = case.tensors.get("saliency");
+    let label = completion::getam(
+        case.tensor("cams")?,
+        &classes(case.tensor("classes")?)?,
+        saliency,
+        &cfg,
+    )?;
+    Ok(one("label", label))
 }
