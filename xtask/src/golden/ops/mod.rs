@@ -1,6 +1,7 @@
 //! One adapter per golden op: read the case's inputs and params, call the library, return
 //! the named outputs. Adapters hold no algorithm code.
 
+mod loss;
 mod refine;
 mod resize;
 mod vit;
@@ -24,6 +25,9 @@ pub const KNOWN_OPS: &[&str] = &[
     "refine.par",
     "refine.pamr",
     "label.getam_completion",
+    "loss.gradient_clipping",
+    "aream.affinity_target",
+    "aream.loss",
 ];
 
 /// Runs `case` through the adapter of its op.
@@ -36,6 +40,9 @@ pub fn run(case: &Case) -> Result<Outputs> {
         "refine.par" => refine::par(case),
         "refine.pamr" => refine::pamr(case),
         "label.getam_completion" => refine::getam_completion(case),
+        "loss.gradient_clipping" => loss::gradient_clipping(case),
+        "aream.affinity_target" => loss::affinity_target(case),
+        "aream.loss" => loss::aream_loss(case),
         other => bail!("unknown op `{other}` (no adapter in xtask/src/golden/ops)"),
     }
 }
