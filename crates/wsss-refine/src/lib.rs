@@ -34,6 +34,7 @@
 pub mod completion;
 pub mod pamr;
 pub mod par;
+pub mod random_walk;
 pub mod threshold;
 
 mod neighbours;
