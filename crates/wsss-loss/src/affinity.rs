@@ -54,7 +54,10 @@ pub fn affinity_target(
     ignore_index: u8,
 ) -> Result<Tensor> {
     let Ok((b, h, w)) = label.dims3() else {
-        bail!("affinity target needs [B, H, W] labels, got {:?}", label.dims())
+        bail!(
+            "affinity target needs [B, H, W] labels, got {:?}",
+            label.dims()
+        )
     };
     let values = label
         .to_device(&Device::Cpu)?
@@ -105,8 +108,16 @@ pub fn affinity_loss(predicted: &Tensor, target: &Tensor) -> Result<Tensor> {
     let target = target.to_dtype(DType::U8)?;
     let positive = target.eq(1u8)?.to_dtype(predicted.dtype())?;
     let negative = target.eq(0u8)?.to_dtype(predicted.dtype())?;
-    let n_pos = positive.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()? + 1.0;
-    let n_neg = negative.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()? + 1.0;
+    let n_pos = positive
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?
+        + 1.0;
+    let n_neg = negative
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?
+        + 1.0;
     let pos_loss = ((positive.clone() - (&positive * predicted)?)?.sum_all()? / n_pos)?;
     let neg_loss = ((&negative * predicted)?.sum_all()? / n_neg)?;
     (pos_loss + neg_loss)? * 0.5
@@ -127,18 +138,27 @@ mod tests {
             [0, 0, 1, 255],
             [255, 255, 255, 255],
         ];
-        assert_eq!(t.squeeze(0)?.to_vec2::<u8>()?, want.map(|r| r.to_vec()).to_vec());
+        assert_eq!(
+            t.squeeze(0)?.to_vec2::<u8>()?,
+            want.map(|r| r.to_vec()).to_vec()
+        );
         Ok(())
     }
 
     #[test]
     fn downsampling_takes_the_top_left_pixel_and_pytorch_rounding() -> Result<()> {
         let labels: Vec<u8> = (0..16).collect();
-        assert_eq!(downsample_nearest(&labels, (1, 4, 4), (2, 2))?, vec![0, 2, 8, 10]);
+        assert_eq!(
+            downsample_nearest(&labels, (1, 4, 4), (2, 2))?,
+            vec![0, 2, 8, 10]
+        );
         // F.interpolate(arange(100), size=6, mode="nearest") gives 0 16 33 50 66 83 with
         // PyTorch 2.x on the CPU: fl32(100/6)·3 rounds to 50.0 in f32.
         let row: Vec<u8> = (0..100).collect();
-        assert_eq!(downsample_nearest(&row, (1, 1, 100), (1, 6))?, vec![0, 16, 33, 50, 66, 83]);
+        assert_eq!(
+            downsample_nearest(&row, (1, 1, 100), (1, 6))?,
+            vec![0, 16, 33, 50, 66, 83]
+        );
         assert!(downsample_nearest(&labels, (1, 4, 4), (0, 2)).is_err());
         Ok(())
     }
@@ -152,7 +172,8 @@ mod tests {
         // Value: n+ = 4, n- = 3.
         let s = Tensor::from_vec(x.clone(), (2, 3), &Device::Cpu)?;
         let got = affinity_loss(&s, &target)?.to_scalar::<f64>()?;
-        let want = 0.5 * ((1.0 - x[0]) + (1.0 - x[4]) + (1.0 - x[5])) / 4.0 + 0.5 * (x[1] + x[3]) / 3.0;
+        let want =
+            0.5 * ((1.0 - x[0]) + (1.0 - x[4]) + (1.0 - x[5])) / 4.0 + 0.5 * (x[1] + x[3]) / 3.0;
         assert!((got - want).abs() < 1e-12);
         Ok(())
     }

@@ -10,8 +10,8 @@
 use candle_core::{bail, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-pub use crate::affinity::affinity_target;
 use crate::affinity::affinity_loss;
+pub use crate::affinity::affinity_target;
 use crate::ops::sigmoid;
 
 /// How the per-layer losses are combined.
@@ -91,7 +91,10 @@ pub fn reactivation_loss(
     let mut per_layer = Vec::with_capacity(attn_logits.len());
     for (l, z) in attn_logits.iter().enumerate() {
         let Ok((b, _, n, n2)) = z.dims4() else {
-            bail!("attention logits of deep layer {l} must be [B, h, N, N], got {:?}", z.dims())
+            bail!(
+                "attention logits of deep layer {l} must be [B, h, N, N], got {:?}",
+                z.dims()
+            )
         };
         if n != n2 || n != t + p || p != p2 || b != target.dims()[0] {
             bail!(
@@ -158,7 +161,7 @@ mod tests {
         let target = affinity_target(&label, None, 255)?;
         let z = Tensor::ones((1, 1, 4, 4), candle_core::DType::F32, &Device::Cpu)?;
         let cfg = ReactivationConfig::aream_mctformer(1);
-        assert!(reactivation_loss(&[z.clone()], &target, &cfg).is_err());
+        assert!(reactivation_loss(std::slice::from_ref(&z), &target, &cfg).is_err());
         assert!(reactivation_loss(&[], &target, &cfg).is_err());
         let cfg = ReactivationConfig {
             num_prefix: 2,

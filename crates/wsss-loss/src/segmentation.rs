@@ -40,7 +40,8 @@ fn masked_nll(
             count += 1;
         }
     }
-    let one_hot = Tensor::from_vec(one_hot, (b, c, h, w), logits.device())?.to_dtype(logits.dtype())?;
+    let one_hot =
+        Tensor::from_vec(one_hot, (b, c, h, w), logits.device())?.to_dtype(logits.dtype())?;
     let nll = (log_softmax(logits, 1)? * one_hot)?.sum_all()?.neg()?;
     Ok((nll, count))
 }
@@ -102,7 +103,10 @@ mod tests {
 
     fn setup() -> Result<(Vec<f64>, Tensor)> {
         let logits = values(2 * 3 * 2 * 3, 7, (-3.0, 3.0));
-        let labels = Tensor::new(&[[[0u8, 1, 2], [255, 0, 2]], [[1, 1, 255], [0, 255, 255]]], &Device::Cpu)?;
+        let labels = Tensor::new(
+            &[[[0u8, 1, 2], [255, 0, 2]], [[1, 1, 255], [0, 255, 255]]],
+            &Device::Cpu,
+        )?;
         Ok((logits, labels))
     }
 
@@ -149,7 +153,10 @@ mod tests {
     fn all_ignored_is_zero_and_bad_labels_are_errors() -> Result<()> {
         let logits = Tensor::zeros((1, 2, 1, 2), DType::F32, &Device::Cpu)?;
         let none = Tensor::new(&[[[255u8, 255]]], &Device::Cpu)?;
-        assert_eq!(partial_cross_entropy(&logits, &none)?.to_scalar::<f32>()?, 0.0);
+        assert_eq!(
+            partial_cross_entropy(&logits, &none)?.to_scalar::<f32>()?,
+            0.0
+        );
         let bad = Tensor::new(&[[[2u8, 0]]], &Device::Cpu)?;
         assert!(cross_entropy(&logits, &bad).is_err());
         let wrong_shape = Tensor::new(&[[0u8, 0]], &Device::Cpu)?;

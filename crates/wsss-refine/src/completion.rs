@@ -91,7 +91,10 @@ impl CompletionConfig {
 
     fn check(&self) -> Result<()> {
         if !(0.0..1.0).contains(&self.percentile) {
-            bail!("completion percentile must be in [0, 1), got {}", self.percentile);
+            bail!(
+                "completion percentile must be in [0, 1), got {}",
+                self.percentile
+            );
         }
         if !self.background_power.is_finite() || self.background_power < 0.0 {
             bail!(
@@ -142,10 +145,7 @@ pub fn complete_slice(
     let mut label = vec![0u8; pixels];
     let mut best = vec![0f64; pixels];
     for (p, (l, b)) in label.iter_mut().zip(best.iter_mut()).enumerate() {
-        let m = order
-            .iter()
-            .map(|&k| plane(k)[p])
-            .fold(0f32, f32::max) as f64;
+        let m = order.iter().map(|&k| plane(k)[p]).fold(0f32, f32::max) as f64;
         *b = (1.0 - m).powf(cfg.background_power as f64);
         for &k in &order {
             let v = plane(k)[p] as f64;
@@ -223,7 +223,11 @@ fn filter_1d(
             let hi = (i + k - a).min(n); // exclusive: i − a + k
             let mut acc = erode;
             for t in lo..hi {
-                let v = if along_rows { src[t * w + x] } else { src[y * w + t] };
+                let v = if along_rows {
+                    src[t * w + x]
+                } else {
+                    src[y * w + t]
+                };
                 if erode {
                     acc &= v;
                 } else {
@@ -249,8 +253,20 @@ pub fn opening(mask: &[bool], (h, w): (usize, usize), k: usize) -> Vec<bool> {
     if k <= 1 {
         return mask.to_vec();
     }
-    let eroded = filter_1d(&filter_1d(mask, (h, w), k, true, true), (h, w), k, false, true);
-    filter_1d(&filter_1d(&eroded, (h, w), k, true, false), (h, w), k, false, false)
+    let eroded = filter_1d(
+        &filter_1d(mask, (h, w), k, true, true),
+        (h, w),
+        k,
+        false,
+        true,
+    );
+    filter_1d(
+        &filter_1d(&eroded, (h, w), k, true, false),
+        (h, w),
+        k,
+        false,
+        false,
+    )
 }
 
 /// GETAM activation-aware label completion (arXiv 2112.02841, Sec. 3.3), with an external
@@ -280,7 +296,12 @@ pub fn getam(
             if s.dims() != [h, w] {
                 bail!("saliency must have shape [{h}, {w}], got {:?}", s.dims());
             }
-            Some(s.to_device(&Device::Cpu)?.to_dtype(DType::U8)?.flatten_all()?.to_vec1::<u8>()?)
+            Some(
+                s.to_device(&Device::Cpu)?
+                    .to_dtype(DType::U8)?
+                    .flatten_all()?
+                    .to_vec1::<u8>()?,
+            )
         }
     };
     let label = complete_slice(&data, classes, saliency.as_deref(), (h, w), cfg)?;
@@ -307,8 +328,12 @@ mod tests {
             }
             acc
         };
-        let e: Vec<bool> = (0..h * w).map(|p| window(mask, p / w, p % w, true)).collect();
-        (0..h * w).map(|p| window(&e, p / w, p % w, false)).collect()
+        let e: Vec<bool> = (0..h * w)
+            .map(|p| window(mask, p / w, p % w, true))
+            .collect();
+        (0..h * w)
+            .map(|p| window(&e, p / w, p % w, false))
+            .collect()
     }
 
     #[test]
@@ -339,14 +364,20 @@ mod tests {
             ..CompletionConfig::getam()
         };
         // Percentile index 0: nothing completed.
-        assert_eq!(complete_slice(&cams, &[5], Some(&sal), (1, 4), &cfg)?, vec![6, 255, 0, 0]);
+        assert_eq!(
+            complete_slice(&cams, &[5], Some(&sal), (1, 4), &cfg)?,
+            vec![6, 255, 0, 0]
+        );
         // Positives 0.01, 0.5, 0.9; index floor(1.5) = 1 -> tau 0.5: pixel 2 equals tau,
         // not claimed.
         let half = CompletionConfig {
             percentile: 0.5,
             ..cfg
         };
-        assert_eq!(complete_slice(&cams, &[5], Some(&sal), (1, 4), &half)?, vec![6, 255, 0, 0]);
+        assert_eq!(
+            complete_slice(&cams, &[5], Some(&sal), (1, 4), &half)?,
+            vec![6, 255, 0, 0]
+        );
         // Positives 0.01, 0.02, 0.6, 0.9; index 1 -> tau 0.02: pixel 2 (0.6) completed.
         let cams = [0.9f32, 0.01, 0.6, 0.02];
         let quarter = CompletionConfig {
@@ -370,12 +401,18 @@ mod tests {
             opening: 0,
             ..CompletionConfig::getam()
         };
-        assert_eq!(complete_slice(&cams, &[7, 2], Some(&sal), (1, 4), &cfg)?[3], IGNORE);
+        assert_eq!(
+            complete_slice(&cams, &[7, 2], Some(&sal), (1, 4), &cfg)?[3],
+            IGNORE
+        );
         let first = CompletionConfig {
             conflict: Conflict::First,
             ..cfg
         };
-        assert_eq!(complete_slice(&cams, &[7, 2], Some(&sal), (1, 4), &first)?[3], 3);
+        assert_eq!(
+            complete_slice(&cams, &[7, 2], Some(&sal), (1, 4), &first)?[3],
+            3
+        );
         Ok(())
     }
 
@@ -386,7 +423,10 @@ mod tests {
             opening: 0,
             ..CompletionConfig::getam()
         };
-        assert_eq!(complete_slice(&cams, &[3], None, (2, 2), &cfg)?, vec![4, 4, 0, 0]);
+        assert_eq!(
+            complete_slice(&cams, &[3], None, (2, 2), &cfg)?,
+            vec![4, 4, 0, 0]
+        );
         Ok(())
     }
 

@@ -156,8 +156,12 @@ mod tests {
         let (h, w, k) = (3usize, 4usize, 3usize);
         let offsets = ring_offsets(&[1]);
         let j = offsets.len();
-        let weights: Vec<f32> = (0..h * w * j).map(|i| ((i * 37 % 11) as f32) / 50.0).collect();
-        let masks: Vec<f32> = (0..k * h * w).map(|i| ((i * 13 % 7) as f32) / 7.0).collect();
+        let weights: Vec<f32> = (0..h * w * j)
+            .map(|i| ((i * 37 % 11) as f32) / 50.0)
+            .collect();
+        let masks: Vec<f32> = (0..k * h * w)
+            .map(|i| ((i * 13 % 7) as f32) / 7.0)
+            .collect();
         let mut got = masks.clone();
         propagate(&weights, &offsets, &mut got, k, (h, w), 2);
         let mut want = masks;

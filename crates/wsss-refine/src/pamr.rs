@@ -59,15 +59,14 @@ impl Default for PamrConfig {
 /// `image` holds 3 row-major planes of `h·w` (GETAM: RGB 0–255).
 ///
 /// Cost: O(H·W·J) time and memory.
-pub fn affinity_slice(
-    image: &[f32],
-    (h, w): (usize, usize),
-    cfg: &PamrConfig,
-) -> Result<Vec<f32>> {
+pub fn affinity_slice(image: &[f32], (h, w): (usize, usize), cfg: &PamrConfig) -> Result<Vec<f32>> {
     check_dilations(&cfg.dilations)?;
     let pixels = h * w;
     if image.len() != 3 * pixels {
-        bail!("PAMR image must hold 3 planes of {h}x{w}, got {} values", image.len());
+        bail!(
+            "PAMR image must hold 3 planes of {h}x{w}, got {} values",
+            image.len()
+        );
     }
     let offsets = ring_offsets(&cfg.dilations);
     let j_count = offsets.len();
@@ -122,7 +121,10 @@ pub fn refine_slice(
     cfg: &PamrConfig,
 ) -> Result<()> {
     if masks.len() != k * h * w {
-        bail!("PAMR masks must hold {k} planes of {h}x{w}, got {} values", masks.len());
+        bail!(
+            "PAMR masks must hold {k} planes of {h}x{w}, got {} values",
+            masks.len()
+        );
     }
     let weights = affinity_slice(image, (h, w), cfg)?;
     propagate(
@@ -180,7 +182,9 @@ mod tests {
                 }
             }
         }
-        let mut mask: Vec<f32> = (0..h * w).map(|p| if p % w < w / 2 { 1.0 } else { 0.0 }).collect();
+        let mut mask: Vec<f32> = (0..h * w)
+            .map(|p| if p % w < w / 2 { 1.0 } else { 0.0 })
+            .collect();
         refine_slice(&image, &mut mask, 1, (h, w), &PamrConfig::getam())?;
         for y in 0..h {
             assert!(mask[y * w + w - 1] < 0.05, "leaked {}", mask[y * w + w - 1]);

@@ -32,7 +32,7 @@ use wsss_core::resize::{resize_planes, AlignCorners, ResizeMode};
 use crate::neighbours::{
     check_dilations, neighbour_indices, propagate, ring_offsets, softmax_in_place, unbiased_std,
 };
-use crate::util::planes4;
+use crate::util::{planes4, Dims4};
 
 /// PAR hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,7 +90,10 @@ pub fn affinity_slice(image: &[f32], (h, w): (usize, usize), cfg: &ParConfig) ->
     cfg.check()?;
     let pixels = h * w;
     if image.len() != 3 * pixels {
-        bail!("PAR image must hold 3 planes of {h}x{w}, got {} values", image.len());
+        bail!(
+            "PAR image must hold 3 planes of {h}x{w}, got {} values",
+            image.len()
+        );
     }
     let offsets = ring_offsets(&cfg.dilations);
     let j_count = offsets.len();
@@ -158,7 +161,10 @@ pub fn refine_slice(
     cfg: &ParConfig,
 ) -> Result<()> {
     if masks.len() != k * h * w {
-        bail!("PAR masks must hold {k} planes of {h}x{w}, got {} values", masks.len());
+        bail!(
+            "PAR masks must hold {k} planes of {h}x{w}, got {} values",
+            masks.len()
+        );
     }
     let weights = affinity_slice(image, (h, w), cfg)?;
     propagate(
@@ -200,8 +206,8 @@ pub fn refine(image: &Tensor, masks: &Tensor, cfg: &ParConfig) -> Result<Tensor>
 pub(crate) fn refine_batched(
     img: &[f32],
     msk: &[f32],
-    (b, c, h, w): (usize, usize, usize, usize),
-    (bm, k, mh, mw): (usize, usize, usize, usize),
+    (b, c, h, w): Dims4,
+    (bm, k, mh, mw): Dims4,
     f: impl Fn(&[f32], &mut [f32], usize, (usize, usize)) -> Result<()>,
 ) -> Result<Tensor> {
     if c != 3 {
@@ -243,7 +249,9 @@ mod tests {
     #[test]
     fn rows_sum_to_one_plus_w2() -> Result<()> {
         let (h, w) = (7, 9);
-        let image: Vec<f32> = (0..3 * h * w).map(|i| ((i * 31 % 17) as f32) / 17.0).collect();
+        let image: Vec<f32> = (0..3 * h * w)
+            .map(|i| ((i * 31 % 17) as f32) / 17.0)
+            .collect();
         let cfg = ParConfig::afa();
         let weights = affinity_slice(&image, (h, w), &cfg)?;
         for row in weights.chunks_exact(48) {

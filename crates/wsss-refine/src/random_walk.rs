@@ -61,7 +61,10 @@ pub fn transition_matrix(affinity: &Tensor, beta: f32) -> Result<Tensor> {
     if !(beta.is_finite() && beta > 0.0) {
         bail!("random walk beta must be positive, got {beta}");
     }
-    let min = affinity.min_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let min = affinity
+        .min_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
     if min < 0.0 || min.is_nan() {
         bail!("affinity must be non-negative, found {min}");
     }
@@ -85,7 +88,10 @@ pub fn transition_matrix(affinity: &Tensor, beta: f32) -> Result<Tensor> {
 /// Cost: O(N²) for the transition matrix plus O(t·K·N²) time; O(N² + K·N) memory.
 pub fn random_walk(cams: &Tensor, affinity: &Tensor, cfg: &RandomWalkConfig) -> Result<Tensor> {
     if cams.rank() < 2 {
-        bail!("cams must be [K, ...] with at least 2 dims, got {:?}", cams.dims());
+        bail!(
+            "cams must be [K, ...] with at least 2 dims, got {:?}",
+            cams.dims()
+        );
     }
     let k = cams.dim(0)?;
     let n = cams.elem_count() / k.max(1);
@@ -127,12 +133,18 @@ mod tests {
             beta: 1.0,
             iterations: 1,
         };
-        close(&random_walk(&cams, &a, &cfg)?, &[2.0 / 3.0, 1.0 / 3.0, 1.0, 2.0])?;
+        close(
+            &random_walk(&cams, &a, &cfg)?,
+            &[2.0 / 3.0, 1.0 / 3.0, 1.0, 2.0],
+        )?;
         let two = RandomWalkConfig {
             iterations: 2,
             ..cfg
         };
-        close(&random_walk(&cams, &a, &two)?, &[5.0 / 9.0, 4.0 / 9.0, 4.0 / 3.0, 5.0 / 3.0])?;
+        close(
+            &random_walk(&cams, &a, &two)?,
+            &[5.0 / 9.0, 4.0 / 9.0, 4.0 / 3.0, 5.0 / 3.0],
+        )?;
         // beta 2: A^2 = [[1, 1/4], [1/4, 1]], T = [[0.8, 0.2], [0.2, 0.8]].
         let sharp = RandomWalkConfig {
             beta: 2.0,

@@ -203,7 +203,11 @@ mod tests {
         let cams = Tensor::zeros((0, 2, 3), candle_core::DType::F32, &Device::Cpu)?;
         let label = reliable_label(&cams, &[], &ReliableConfig::afa())?;
         assert_eq!(label.dims(), &[2, 3]);
-        assert!(label.flatten_all()?.to_vec1::<u8>()?.iter().all(|&v| v == 0));
+        assert!(label
+            .flatten_all()?
+            .to_vec1::<u8>()?
+            .iter()
+            .all(|&v| v == 0));
         Ok(())
     }
 

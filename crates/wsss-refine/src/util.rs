@@ -15,11 +15,11 @@ pub(crate) fn planes3(xs: &Tensor, what: &str) -> Result<(Vec<f32>, (usize, usiz
     Ok((data, dims))
 }
 
+/// `(B, C, H, W)`.
+pub(crate) type Dims4 = (usize, usize, usize, usize);
+
 /// The planes of a `[B, C, H, W]` tensor as one f32 buffer, with `(B, C, H, W)`.
-pub(crate) fn planes4(
-    xs: &Tensor,
-    what: &str,
-) -> Result<(Vec<f32>, (usize, usize, usize, usize))> {
+pub(crate) fn planes4(xs: &Tensor, what: &str) -> Result<(Vec<f32>, Dims4)> {
     let Ok(dims) = xs.dims4() else {
         bail!("{what} must have shape [B, C, H, W], got {:?}", xs.dims())
     };

@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, Var};
-use wsss_loss::aream::{affinity_target as target_of, reactivation_loss, LayerWeighting, ReactivationConfig};
+use wsss_loss::aream::{
+    affinity_target as target_of, reactivation_loss, LayerWeighting, ReactivationConfig,
+};
 use wsss_loss::gradient_clipping::{gradient_clipping as clip, GradientClippingConfig};
 
 use super::{Case, Outputs};

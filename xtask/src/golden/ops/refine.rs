@@ -30,7 +30,11 @@ pub fn threshold(case: &Case) -> Result<Outputs> {
     let cfg = ThresholdConfig {
         background_threshold: case.param_or("bg_threshold", 0.2)?,
     };
-    let label = cam_to_label(case.tensor("cams")?, &classes(case.tensor("classes")?)?, &cfg)?;
+    let label = cam_to_label(
+        case.tensor("cams")?,
+        &classes(case.tensor("classes")?)?,
+        &cfg,
+    )?;
     Ok(one("label", label))
 }
 
@@ -39,7 +43,11 @@ pub fn reliable(case: &Case) -> Result<Outputs> {
         low: case.param_or("low", 0.3)?,
         high: case.param_or("high", 0.7)?,
     };
-    let label = reliable_label(case.tensor("cams")?, &classes(case.tensor("classes")?)?, &cfg)?;
+    let label = reliable_label(
+        case.tensor("cams")?,
+        &classes(case.tensor("classes")?)?,
+        &cfg,
+    )?;
     Ok(one("label", label))
 }
 
