@@ -63,6 +63,11 @@ pub(crate) fn neighbour_indices(
     }
 }
 
+/// Output rows per parallel task.
+const BAND_ROWS: usize = 8;
+/// Output columns per tile: the tile's source rows stay in L2 while its rows are swept.
+const TILE_COLS: usize = 64;
+
 /// Runs `iterations` propagation steps on `masks` (`k` planes of `h·w`, in place) with the
 /// pixel-major weights `weights` (`h·w·J`).
 ///
@@ -75,15 +80,13 @@ pub(crate) fn propagate(
     (h, w): (usize, usize),
     iterations: usize,
 ) {
-    let j_count = offsets.len();
     let pixels = h * w;
-    debug_assert_eq!(weights.len(), pixels * j_count);
+    debug_assert_eq!(weights.len(), pixels * offsets.len());
     debug_assert_eq!(masks.len(), k * pixels);
     if k == 0 || pixels == 0 || iterations == 0 {
         return;
     }
     let kp = k.div_ceil(LANES) * LANES;
-    let chunks = kp / LANES;
     let mut cur = vec![0f32; pixels * kp];
     for (c, plane) in masks.chunks_exact(pixels).enumerate() {
         for (p, &v) in plane.iter().enumerate() {
@@ -91,28 +94,17 @@ pub(crate) fn propagate(
         }
     }
     let mut next = vec![0f32; pixels * kp];
+    let step = Step {
+        weights,
+        offsets,
+        h,
+        w,
+        kp,
+    };
     for _ in 0..iterations {
-        next.par_chunks_mut(w * kp)
+        next.par_chunks_mut(BAND_ROWS * w * kp)
             .enumerate()
-            .for_each(|(y, row)| {
-                let mut idx = vec![0usize; j_count];
-                for (x, out) in row.chunks_exact_mut(kp).enumerate() {
-                    neighbour_indices(offsets, (y, x), (h, w), &mut idx);
-                    let wts = &weights[(y * w + x) * j_count..(y * w + x + 1) * j_count];
-                    for c in 0..chunks {
-                        let mut acc = [0f32; LANES];
-                        for (&n, &wj) in idx.iter().zip(wts) {
-                            let base = n * kp + c * LANES;
-                            let src: &[f32; LANES] =
-                                cur[base..base + LANES].try_into().expect("lane slice");
-                            for l in 0..LANES {
-                                acc[l] += wj * src[l];
-                            }
-                        }
-                        out[c * LANES..(c + 1) * LANES].copy_from_slice(&acc);
-                    }
-                }
-            });
+            .for_each(|(band, out)| step.band(&cur, out, band * BAND_ROWS));
         std::mem::swap(&mut cur, &mut next);
     }
     for (c, plane) in masks.chunks_exact_mut(pixels).enumerate() {
@@ -122,28 +114,107 @@ pub(crate) fn propagate(
     }
 }
 
-/// In-place softmax of `xs` (f64, max-subtracted).
-pub(crate) fn softmax_in_place(xs: &mut [f64]) {
-    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+/// One propagation step's fixed data.
+struct Step<'a> {
+    weights: &'a [f32],
+    offsets: &'a [(isize, isize)],
+    h: usize,
+    w: usize,
+    kp: usize,
+}
+
+impl Step<'_> {
+    /// Computes the output rows `y0..` held in `out` (pixel-major, `kp` per pixel).
+    fn band(&self, cur: &[f32], out: &mut [f32], y0: usize) {
+        let (w, kp) = (self.w, self.kp);
+        let rows = out.len() / (w * kp);
+        let j_count = self.offsets.len();
+        let mut row_base = vec![0usize; j_count];
+        for x0 in (0..w).step_by(TILE_COLS) {
+            let x1 = (x0 + TILE_COLS).min(w);
+            for r in 0..rows {
+                let y = y0 + r;
+                for (b, &(dy, _)) in row_base.iter_mut().zip(self.offsets) {
+                    *b = clamp(y, dy, self.h) * w;
+                }
+                let out_row = &mut out[r * w * kp..(r + 1) * w * kp];
+                // Groups of up to 4 lanes of 8 classes, accumulated in registers.
+                let mut c0 = 0;
+                while c0 < kp / LANES {
+                    let left = kp / LANES - c0;
+                    match left {
+                        1 => self.tile::<1>(cur, out_row, y, (x0, x1), &row_base, c0),
+                        2 => self.tile::<2>(cur, out_row, y, (x0, x1), &row_base, c0),
+                        3 => self.tile::<3>(cur, out_row, y, (x0, x1), &row_base, c0),
+                        _ => self.tile::<4>(cur, out_row, y, (x0, x1), &row_base, c0),
+                    }
+                    c0 += left.min(4);
+                }
+            }
+        }
+    }
+
+    /// Lanes `c0·8 .. (c0 + C)·8` of the pixels `x0..x1` of row `y`.
+    #[inline(always)]
+    fn tile<const C: usize>(
+        &self,
+        cur: &[f32],
+        out_row: &mut [f32],
+        y: usize,
+        (x0, x1): (usize, usize),
+        row_base: &[usize],
+        c0: usize,
+    ) {
+        let (w, kp) = (self.w, self.kp);
+        let j_count = self.offsets.len();
+        let lane0 = c0 * LANES;
+        for x in x0..x1 {
+            let wts = &self.weights[(y * w + x) * j_count..(y * w + x + 1) * j_count];
+            let mut acc = [[0f32; LANES]; C];
+            for ((&(_, dx), &base), &wj) in self.offsets.iter().zip(row_base).zip(wts) {
+                let start = (base + clamp(x, dx, w)) * kp + lane0;
+                let src = &cur[start..start + C * LANES];
+                for (a, s) in acc.iter_mut().zip(src.chunks_exact(LANES)) {
+                    for l in 0..LANES {
+                        a[l] += wj * s[l];
+                    }
+                }
+            }
+            let dst = &mut out_row[x * kp + lane0..x * kp + lane0 + C * LANES];
+            for (d, a) in dst.chunks_exact_mut(LANES).zip(&acc) {
+                d.copy_from_slice(a);
+            }
+        }
+    }
+}
+
+/// In-place softmax of `xs` (max-subtracted).
+#[inline]
+pub(crate) fn softmax_in_place(xs: &mut [f32]) {
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for v in xs.iter_mut() {
         *v = (*v - max).exp();
         sum += *v;
     }
+    let inv = 1.0 / sum;
     for v in xs.iter_mut() {
-        *v /= sum;
+        *v *= inv;
     }
 }
 
-/// Unbiased standard deviation (divide by n − 1) of `xs`, two-pass.
-pub(crate) fn unbiased_std(xs: impl Iterator<Item = f64> + Clone) -> f64 {
-    let (n, sum) = xs.clone().fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
+/// Unbiased standard deviation (divide by n − 1) of `xs` plus `extra_count` copies of
+/// `extra`, two-pass.
+#[inline]
+pub(crate) fn unbiased_std(xs: &[f32], extra: f32, extra_count: usize) -> f32 {
+    let n = xs.len() + extra_count;
     if n < 2 {
         return 0.0;
     }
-    let mean = sum / n as f64;
-    let ss: f64 = xs.map(|v| (v - mean) * (v - mean)).sum();
-    (ss / (n - 1) as f64).sqrt()
+    let mean = (xs.iter().sum::<f32>() + extra * extra_count as f32) / n as f32;
+    let ss = xs.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>()
+        + (extra - mean) * (extra - mean) * extra_count as f32;
+    (ss / (n - 1) as f32).sqrt()
 }
 
 #[cfg(test)]

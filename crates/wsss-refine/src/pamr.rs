@@ -75,35 +75,29 @@ pub fn affinity_slice(image: &[f32], (h, w): (usize, usize), cfg: &PamrConfig) -
     if pixels == 0 {
         return Ok(weights);
     }
+    let channels = image.len() / pixels;
     weights
         .par_chunks_mut(w * j_count)
         .enumerate()
         .for_each(|(y, row)| {
             let mut idx = vec![0usize; j_count];
-            let mut logits = vec![0f64; j_count];
-            let mut values = vec![0f64; j_count];
-            for (x, out) in row.chunks_exact_mut(j_count).enumerate() {
+            let mut values = vec![0f32; j_count];
+            for (x, logits) in row.chunks_exact_mut(j_count).enumerate() {
                 neighbour_indices(&offsets, (y, x), (h, w), &mut idx);
-                logits.iter_mut().for_each(|l| *l = 0.0);
+                logits.fill(0.0);
                 for plane in image.chunks_exact(pixels) {
-                    let centre = plane[y * w + x] as f64;
+                    let centre = plane[y * w + x];
                     for (v, &n) in values.iter_mut().zip(&idx) {
-                        *v = plane[n] as f64;
+                        *v = plane[n];
                     }
-                    let samples = values
-                        .iter()
-                        .copied()
-                        .chain(std::iter::repeat_n(centre, repeats));
-                    let std = unbiased_std(samples);
-                    let scale = 1e-8 + 0.1 * std;
+                    let std = unbiased_std(&values, centre, repeats);
+                    let inv = 1.0 / (1e-8 + 0.1 * std);
                     for (l, v) in logits.iter_mut().zip(&values) {
-                        *l -= (centre - v).abs() / scale / 3.0;
+                        *l -= (centre - v).abs() * inv;
                     }
                 }
-                softmax_in_place(&mut logits);
-                for (o, l) in out.iter_mut().zip(&logits) {
-                    *o = *l as f32;
-                }
+                logits.iter_mut().for_each(|l| *l /= channels as f32);
+                softmax_in_place(logits);
             }
         });
     Ok(weights)

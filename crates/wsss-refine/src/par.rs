@@ -97,52 +97,53 @@ pub fn affinity_slice(image: &[f32], (h, w): (usize, usize), cfg: &ParConfig) ->
     }
     let offsets = ring_offsets(&cfg.dilations);
     let j_count = offsets.len();
-    let w1 = cfg.temperature as f64;
+    let w1 = cfg.temperature;
 
     // Position kernel: the same for every pixel.
-    let rho: Vec<f64> = offsets
+    let rho: Vec<f32> = offsets
         .iter()
-        .map(|&(dy, dx)| ((dy * dy + dx * dx) as f64).sqrt())
+        .map(|&(dy, dx)| ((dy * dy + dx * dx) as f32).sqrt())
         .collect();
-    let rho_std = unbiased_std(rho.iter().copied());
-    let mut position: Vec<f64> = rho
+    let rho_std = unbiased_std(&rho, 0.0, 0);
+    let mut position: Vec<f32> = rho
         .iter()
         .map(|r| -(r / (rho_std + 1e-8) / w1).powi(2))
         .collect();
     softmax_in_place(&mut position);
-    let position: Vec<f64> = position
-        .iter()
-        .map(|p| p * cfg.position_weight as f64)
-        .collect();
+    position
+        .iter_mut()
+        .for_each(|p| *p *= cfg.position_weight);
 
     let mut weights = vec![0f32; pixels * j_count];
     if pixels == 0 {
         return Ok(weights);
     }
+    let channels = image.len() / pixels;
     weights
         .par_chunks_mut(w * j_count)
         .enumerate()
         .for_each(|(y, row)| {
             let mut idx = vec![0usize; j_count];
-            let mut logits = vec![0f64; j_count];
-            let mut values = vec![0f64; j_count];
-            for (x, out) in row.chunks_exact_mut(j_count).enumerate() {
+            let mut values = vec![0f32; j_count];
+            for (x, logits) in row.chunks_exact_mut(j_count).enumerate() {
                 neighbour_indices(&offsets, (y, x), (h, w), &mut idx);
-                logits.iter_mut().for_each(|l| *l = 0.0);
+                logits.fill(0.0);
                 for plane in image.chunks_exact(pixels) {
-                    let centre = plane[y * w + x] as f64;
+                    let centre = plane[y * w + x];
                     for (v, &n) in values.iter_mut().zip(&idx) {
-                        *v = plane[n] as f64;
+                        *v = plane[n];
                     }
-                    let std = unbiased_std(values.iter().copied());
+                    let std = unbiased_std(&values, 0.0, 0);
+                    let inv = 1.0 / ((std + 1e-8) * w1);
                     for (l, v) in logits.iter_mut().zip(&values) {
-                        let z = (v - centre).abs() / (std + 1e-8) / w1;
-                        *l -= z * z / 3.0;
+                        let z = (v - centre).abs() * inv;
+                        *l -= z * z;
                     }
                 }
-                softmax_in_place(&mut logits);
-                for ((o, l), p) in out.iter_mut().zip(&logits).zip(&position) {
-                    *o = (l + p) as f32;
+                logits.iter_mut().for_each(|l| *l /= channels as f32);
+                softmax_in_place(logits);
+                for (l, p) in logits.iter_mut().zip(&position) {
+                    *l += p;
                 }
             }
         });
