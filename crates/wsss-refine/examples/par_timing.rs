@@ -25,10 +25,21 @@ fn main() {
             let w = par::affinity_slice(&image, (side, side), &par::ParConfig::afa()).unwrap();
             std::hint::black_box(w);
         }
-        "pamr" => pamr::refine_slice(&image, &mut masks, k, (side, side), &pamr::PamrConfig::getam())
-            .unwrap(),
-        _ => par::refine_slice(&image, &mut masks, k, (side, side), &par::ParConfig::afa()).unwrap(),
+        "pamr" => pamr::refine_slice(
+            &image,
+            &mut masks,
+            k,
+            (side, side),
+            &pamr::PamrConfig::getam(),
+        )
+        .unwrap(),
+        _ => {
+            par::refine_slice(&image, &mut masks, k, (side, side), &par::ParConfig::afa()).unwrap()
+        }
     }
-    eprintln!("{which} {side} K={k}: {:.3} s wall", start.elapsed().as_secs_f64());
+    eprintln!(
+        "{which} {side} K={k}: {:.3} s wall",
+        start.elapsed().as_secs_f64()
+    );
     std::hint::black_box(masks);
 }

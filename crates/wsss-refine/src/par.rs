@@ -110,9 +110,7 @@ pub fn affinity_slice(image: &[f32], (h, w): (usize, usize), cfg: &ParConfig) ->
         .map(|r| -(r / (rho_std + 1e-8) / w1).powi(2))
         .collect();
     softmax_in_place(&mut position);
-    position
-        .iter_mut()
-        .for_each(|p| *p *= cfg.position_weight);
+    position.iter_mut().for_each(|p| *p *= cfg.position_weight);
 
     let mut weights = vec![0f32; pixels * j_count];
     if pixels == 0 {
