@@ -50,16 +50,50 @@ pub(crate) fn clamp(v: usize, d: isize, n: usize) -> usize {
     (v as isize + d).clamp(0, n as isize - 1) as usize
 }
 
-/// Fills `out[j]` with the flat pixel index of neighbour `j` of `(y, x)` (replicate padding).
-#[inline]
-pub(crate) fn neighbour_indices(
-    offsets: &[(isize, isize)],
-    (y, x): (usize, usize),
-    (h, w): (usize, usize),
-    out: &mut [usize],
-) {
-    for (o, &(dy, dx)) in out.iter_mut().zip(offsets) {
-        *o = clamp(y, dy, h) * w + clamp(x, dx, w);
+/// Flat-index lookup of the ring neighbours on an `h × w` grid, with a fast path for
+/// pixels whose whole neighbourhood lies inside the image.
+pub(crate) struct Neighbourhood<'a> {
+    offsets: &'a [(isize, isize)],
+    relative: Vec<isize>,
+    reach: usize,
+    h: usize,
+    w: usize,
+}
+
+impl<'a> Neighbourhood<'a> {
+    pub(crate) fn new(offsets: &'a [(isize, isize)], (h, w): (usize, usize)) -> Self {
+        let reach = offsets
+            .iter()
+            .map(|&(dy, dx)| dy.unsigned_abs().max(dx.unsigned_abs()))
+            .max()
+            .unwrap_or(0);
+        let relative = offsets
+            .iter()
+            .map(|&(dy, dx)| dy * w as isize + dx)
+            .collect();
+        Self {
+            offsets,
+            relative,
+            reach,
+            h,
+            w,
+        }
+    }
+
+    /// Fills `out[j]` with the flat index of neighbour `j` of `(y, x)` (replicate padding).
+    #[inline]
+    pub(crate) fn indices(&self, (y, x): (usize, usize), out: &mut [usize]) {
+        let (h, w, r) = (self.h, self.w, self.reach);
+        if y >= r && y + r < h && x >= r && x + r < w {
+            let p = (y * w + x) as isize;
+            for (o, &rel) in out.iter_mut().zip(&self.relative) {
+                *o = (p + rel) as usize;
+            }
+        } else {
+            for (o, &(dy, dx)) in out.iter_mut().zip(self.offsets) {
+                *o = clamp(y, dy, h) * w + clamp(x, dx, w);
+            }
+        }
     }
 }
 
@@ -361,6 +395,22 @@ mod tests {
     }
 
     #[test]
+    fn interior_fast_path_matches_clamping() {
+        let offsets = ring_offsets(&[1, 2, 4, 8, 12, 24]);
+        let (h, w) = (60, 55);
+        let hood = Neighbourhood::new(&offsets, (h, w));
+        let mut got = vec![0; offsets.len()];
+        for y in 0..h {
+            for x in 0..w {
+                hood.indices((y, x), &mut got);
+                for (g, &(dy, dx)) in got.iter().zip(&offsets) {
+                    assert_eq!(*g, clamp(y, dy, h) * w + clamp(x, dx, w));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn propagation_matches_a_direct_sum() {
         // Small (border only) and wide (interior fast path, several column tiles) maps; K
         // covering 1, 3 and 4 + 1 register groups.
@@ -374,7 +424,9 @@ mod tests {
             let weights: Vec<f32> = (0..h * w * j)
                 .map(|i| ((i * 37 % 11) as f32) / (11.0 * j as f32))
                 .collect();
-            let masks: Vec<f32> = (0..k * h * w).map(|i| ((i * 13 % 7) as f32) / 7.0).collect();
+            let masks: Vec<f32> = (0..k * h * w)
+                .map(|i| ((i * 13 % 7) as f32) / 7.0)
+                .collect();
             let mut got = masks.clone();
             propagate(&weights, &offsets, &mut got, k, (h, w), 2);
             let want = direct(&weights, &offsets, &masks, k, (h, w), 2);

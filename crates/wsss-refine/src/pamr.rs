@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::neighbours::{
-    check_dilations, neighbour_indices, propagate, ring_offsets, softmax_in_place, unbiased_std,
+    check_dilations, propagate, ring_offsets, softmax_in_place, unbiased_std, Neighbourhood,
 };
 use crate::par::refine_batched;
 use crate::util::planes4;
@@ -76,6 +76,7 @@ pub fn affinity_slice(image: &[f32], (h, w): (usize, usize), cfg: &PamrConfig) -
         return Ok(weights);
     }
     let channels = image.len() / pixels;
+    let neighbourhood = Neighbourhood::new(&offsets, (h, w));
     weights
         .par_chunks_mut(w * j_count)
         .enumerate()
@@ -83,7 +84,7 @@ pub fn affinity_slice(image: &[f32], (h, w): (usize, usize), cfg: &PamrConfig) -
             let mut idx = vec![0usize; j_count];
             let mut values = vec![0f32; j_count];
             for (x, logits) in row.chunks_exact_mut(j_count).enumerate() {
-                neighbour_indices(&offsets, (y, x), (h, w), &mut idx);
+                neighbourhood.indices((y, x), &mut idx);
                 logits.fill(0.0);
                 for plane in image.chunks_exact(pixels) {
                     let centre = plane[y * w + x];
