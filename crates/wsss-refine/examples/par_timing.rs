@@ -21,6 +21,7 @@ fn main() {
     let mut masks: Vec<f32> = (0..k * pixels).map(|_| next()).collect();
     let start = Instant::now();
     match which {
+        "none" => {}
         "parw" => {
             let w = par::affinity_slice(&image, (side, side), &par::ParConfig::afa()).unwrap();
             std::hint::black_box(w);

@@ -75,29 +75,34 @@ pub fn affinity_slice(image: &[f32], (h, w): (usize, usize), cfg: &PamrConfig) -
     if pixels == 0 {
         return Ok(weights);
     }
-    let channels = image.len() / pixels;
+    // Pixel-major copy: one neighbour's three channels share a cache line.
+    let rgb: Vec<[f32; 3]> = (0..pixels)
+        .map(|p| [image[p], image[pixels + p], image[2 * pixels + p]])
+        .collect();
     let neighbourhood = Neighbourhood::new(&offsets, (h, w));
     weights
         .par_chunks_mut(w * j_count)
         .enumerate()
         .for_each(|(y, row)| {
             let mut idx = vec![0usize; j_count];
-            let mut values = vec![0f32; j_count];
+            let mut values = vec![vec![0f32; j_count]; 3];
             for (x, logits) in row.chunks_exact_mut(j_count).enumerate() {
                 neighbourhood.indices((y, x), &mut idx);
                 logits.fill(0.0);
-                for plane in image.chunks_exact(pixels) {
-                    let centre = plane[y * w + x];
-                    for (v, &n) in values.iter_mut().zip(&idx) {
-                        *v = plane[n];
-                    }
-                    let std = unbiased_std(&values, centre, repeats);
+                for (j, &n) in idx.iter().enumerate() {
+                    let [r, g, b] = rgb[n];
+                    values[0][j] = r;
+                    values[1][j] = g;
+                    values[2][j] = b;
+                }
+                for (values, &centre) in values.iter().zip(&rgb[y * w + x]) {
+                    let std = unbiased_std(values, centre, repeats);
                     let inv = 1.0 / (1e-8 + 0.1 * std);
-                    for (l, v) in logits.iter_mut().zip(&values) {
+                    for (l, v) in logits.iter_mut().zip(values) {
                         *l -= (centre - v).abs() * inv;
                     }
                 }
-                logits.iter_mut().for_each(|l| *l /= channels as f32);
+                logits.iter_mut().for_each(|l| *l /= 3.0);
                 softmax_in_place(logits);
             }
         });
