@@ -39,3 +39,5 @@ pub mod threshold;
 
 mod neighbours;
 mod util;
+
+pub use threshold::{cam_to_label, reliable_label};
