@@ -1,6 +1,8 @@
 //! One adapter per golden op: read the case's inputs and params, call the library, return
 //! the named outputs. Adapters hold no algorithm code.
 
+mod loss;
+mod refine;
 mod resize;
 mod vit;
 
@@ -15,13 +17,32 @@ use super::Case;
 pub type Outputs = HashMap<String, Tensor>;
 
 /// Ops with an adapter, for `cargo xtask golden --list`.
-pub const KNOWN_OPS: &[&str] = &["ops.resize", "vit.forward"];
+pub const KNOWN_OPS: &[&str] = &[
+    "ops.resize",
+    "vit.forward",
+    "label.threshold",
+    "label.reliable",
+    "refine.par",
+    "refine.pamr",
+    "label.getam_completion",
+    "loss.gradient_clipping",
+    "aream.affinity_target",
+    "aream.loss",
+];
 
 /// Runs `case` through the adapter of its op.
 pub fn run(case: &Case) -> Result<Outputs> {
     match case.spec.op.as_str() {
         "ops.resize" => resize::resize(case),
         "vit.forward" => vit::forward(case),
+        "label.threshold" => refine::threshold(case),
+        "label.reliable" => refine::reliable(case),
+        "refine.par" => refine::par(case),
+        "refine.pamr" => refine::pamr(case),
+        "label.getam_completion" => refine::getam_completion(case),
+        "loss.gradient_clipping" => loss::gradient_clipping(case),
+        "aream.affinity_target" => loss::affinity_target(case),
+        "aream.loss" => loss::aream_loss(case),
         other => bail!("unknown op `{other}` (no adapter in xtask/src/golden/ops)"),
     }
 }
