@@ -430,7 +430,10 @@ impl Permutohedral {
             .for_each(|(c, rows)| {
                 for (r, row) in rows.chunks_exact_mut(vs).enumerate() {
                     let v = c * CHUNK + r;
-                    let (a, b) = (self.splat_start[v] as usize, self.splat_start[v + 1] as usize);
+                    let (a, b) = (
+                        self.splat_start[v] as usize,
+                        self.splat_start[v + 1] as usize,
+                    );
                     for &(p, w) in &self.splat_entries[a..b] {
                         let src = &input[p as usize * vs..(p as usize + 1) * vs];
                         for (o, &x) in row.iter_mut().zip(src) {
@@ -603,31 +606,28 @@ pub fn exact_gaussian_filter(
             output.len()
         );
     }
-    output
-        .par_chunks_mut(vs)
-        .enumerate()
-        .for_each_init(
-            || vec![0f64; vs],
-            |acc, (i, row)| {
-                acc.fill(0.0);
-                let fi = &features[i * d..(i + 1) * d];
-                for j in 0..n {
-                    let fj = &features[j * d..(j + 1) * d];
-                    let dist: f64 = fi
-                        .iter()
-                        .zip(fj)
-                        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-                        .sum();
-                    let k = (-0.5 * dist).exp();
-                    for (a, &x) in acc.iter_mut().zip(&input[j * vs..(j + 1) * vs]) {
-                        *a += k * x as f64;
-                    }
+    output.par_chunks_mut(vs).enumerate().for_each_init(
+        || vec![0f64; vs],
+        |acc, (i, row)| {
+            acc.fill(0.0);
+            let fi = &features[i * d..(i + 1) * d];
+            for j in 0..n {
+                let fj = &features[j * d..(j + 1) * d];
+                let dist: f64 = fi
+                    .iter()
+                    .zip(fj)
+                    .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                    .sum();
+                let k = (-0.5 * dist).exp();
+                for (a, &x) in acc.iter_mut().zip(&input[j * vs..(j + 1) * vs]) {
+                    *a += k * x as f64;
                 }
-                for (o, a) in row.iter_mut().zip(acc.iter()) {
-                    *o = *a as f32;
-                }
-            },
-        );
+            }
+            for (o, a) in row.iter_mut().zip(acc.iter()) {
+                *o = *a as f32;
+            }
+        },
+    );
     Ok(())
 }
 
@@ -772,7 +772,10 @@ mod tests {
         lattice.filter_transposed(&a, 2, &mut wta).unwrap();
         let lhs: f64 = a.iter().zip(&wb).map(|(x, y)| (*x * *y) as f64).sum();
         let rhs: f64 = wta.iter().zip(&b).map(|(x, y)| (*x * *y) as f64).sum();
-        assert!((lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()), "{lhs} vs {rhs}");
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+            "{lhs} vs {rhs}"
+        );
     }
 
     proptest! {

@@ -5,3 +5,6 @@
 //!   backward.
 //! - [`gated_crf`]: the gated CRF loss of Obukhov et al. (arXiv 1906.04651), including the
 //!   deep-feature kernel of DFR (arXiv 2108.01296), with an explicit backward.
+
+pub mod dense_crf;
+pub mod gated_crf;

@@ -405,7 +405,10 @@ pub fn argmax_labels(q: &[f32], k: usize) -> Result<Vec<u8>> {
 fn image_pixels(image: &Tensor) -> Result<(Vec<u8>, usize, usize)> {
     let (h, w, c) = image.dims3()?;
     if c != 3 {
-        bail!("dense_crf: image must be [H, W, 3] RGB, got {:?}", image.dims());
+        bail!(
+            "dense_crf: image must be [H, W, 3] RGB, got {:?}",
+            image.dims()
+        );
     }
     let pixels = image.to_dtype(DType::U8)?.flatten_all()?.to_vec1::<u8>()?;
     Ok((pixels, h, w))

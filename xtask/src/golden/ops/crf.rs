@@ -50,7 +50,10 @@ fn both_filters(
     infer: impl Fn(&DenseCrfConfig) -> candle_core::Result<Tensor>,
 ) -> Result<Outputs> {
     let mut out = Outputs::new();
-    for (filter, suffix) in [(FilterKind::Permutohedral, ""), (FilterKind::Exact, "_exact")] {
+    for (filter, suffix) in [
+        (FilterKind::Permutohedral, ""),
+        (FilterKind::Exact, "_exact"),
+    ] {
         let q = infer(&crf_config(case, filter)?)?;
         let (k, h, w) = q.dims3()?;
         let labels = argmax_labels(&q.flatten_all()?.to_vec1::<f32>()?, k)?;
