@@ -21,6 +21,8 @@ pub const KNOWN_OPS: &[&str] = &[
     "vit.forward",
     "crf.dense_inference",
     "crf.dense_labels",
+    "loss.dense_crf",
+    "loss.gated_crf",
 ];
 
 /// Runs `case` through the adapter of its op.
@@ -30,6 +32,8 @@ pub fn run(case: &Case) -> Result<Outputs> {
         "vit.forward" => vit::forward(case),
         "crf.dense_inference" => crf::dense_inference(case),
         "crf.dense_labels" => crf::dense_labels(case),
+        "loss.dense_crf" => crf::dense_crf_loss(case),
+        "loss.gated_crf" => crf::gated_crf_loss(case),
         other => bail!("unknown op `{other}` (no adapter in xtask/src/golden/ops)"),
     }
 }
