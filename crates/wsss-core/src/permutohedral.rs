@@ -126,7 +126,7 @@ fn embed_point(f: &[f32], scale: &[f32], canonical: &[i32], keys: &mut [i32], we
     // Small fixed buffers cover the usual d ≤ 15; larger d falls back to the heap.
     let mut stack = [0f32; 3 * 16 + 1];
     let mut heap;
-    let buf: &mut [f32] = if 3 * d1 + 1 <= stack.len() {
+    let buf: &mut [f32] = if 3 * d1 < stack.len() {
         &mut stack[..3 * d1 + 1]
     } else {
         heap = vec![0f32; 3 * d1 + 1];
@@ -253,7 +253,7 @@ impl Permutohedral {
         if d == 0 {
             bail!("permutohedral lattice: the feature dimension must be at least 1");
         }
-        if features.len() % d != 0 {
+        if !features.len().is_multiple_of(d) {
             bail!(
                 "permutohedral lattice: {} feature values are not a multiple of d = {d}",
                 features.len()
@@ -540,7 +540,7 @@ impl GaussianFilter {
         match kind {
             FilterKind::Permutohedral => Ok(Self::Permutohedral(Permutohedral::new(features, d)?)),
             FilterKind::Exact => {
-                if d == 0 || features.len() % d != 0 {
+                if d == 0 || !features.len().is_multiple_of(d) {
                     bail!(
                         "exact Gaussian filter: {} feature values do not form points of d = {d}",
                         features.len()
@@ -595,7 +595,7 @@ pub fn exact_gaussian_filter(
     output: &mut [f32],
 ) -> Result<()> {
     let vs = channels;
-    if d == 0 || features.len() % d != 0 {
+    if d == 0 || !features.len().is_multiple_of(d) {
         bail!("exact Gaussian filter: bad feature layout (d = {d})");
     }
     let n = features.len() / d;

@@ -140,6 +140,9 @@ fn bilinear_matrix(n: usize, s: f32) -> Vec<f32> {
     mat
 }
 
+/// (gradient, filtered) of the last forward, both [B, K, N].
+type Cache = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
+
 /// The explicit-backward op: forward computes the loss from S at the working resolution,
 /// caching `−2·weight/B · G ⊙ W S̃ ⊙ roi` (the gradient) and `W S̃` for the caller.
 struct DenseCrfLossOp {
@@ -154,7 +157,7 @@ struct DenseCrfLossOp {
     /// [B, N] pseudo labels (gate `energy`).
     labels: Option<Vec<u8>>,
     /// (gradient, filtered), both [B, K, N].
-    cache: Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>,
+    cache: Cache,
 }
 
 impl DenseCrfLossOp {
@@ -439,7 +442,7 @@ mod tests {
         let seg = candle_core::Tensor::exp(&logits).unwrap();
         let seg = seg.broadcast_div(&seg.sum_keepdim(1).unwrap()).unwrap();
         let roi: Vec<f32> = (0..b * h * w)
-            .map(|i| f32::from((i % w) > 0 && (i / w) % h > 0))
+            .map(|i| f32::from(!(i % w == 0 || (i / w).is_multiple_of(h))))
             .collect();
         let roi = Tensor::from_vec(roi, (b, h, w), &dev).unwrap();
         (image, seg, roi)

@@ -418,12 +418,12 @@ pub fn gated_crf_loss(
             bail!("gated_crf_loss: kernel weight must be finite");
         }
         if let Some(s) = kern.sigma_xy {
-            if !(s > 0.0) {
+            if s.is_nan() || s <= 0.0 {
                 bail!("gated_crf_loss: sigma xy must be positive, got {s}");
             }
         }
         for (name, sigma) in &kern.modalities {
-            if !(*sigma > 0.0) {
+            if sigma.is_nan() || *sigma <= 0.0 {
                 bail!("gated_crf_loss: sigma of `{name}` must be positive, got {sigma}");
             }
             if pooled_mods.iter().any(|(m, _, _)| m == name) {
@@ -530,6 +530,7 @@ mod tests {
     }
 
     /// Brute force over ordered pairs, straight from the definition.
+    #[allow(clippy::too_many_arguments)]
     fn reference(
         p: &[f32],
         k: usize,

@@ -381,7 +381,7 @@ pub fn dense_crf(
 /// # Cost
 /// O(N·K).
 pub fn argmax_labels(q: &[f32], k: usize) -> Result<Vec<u8>> {
-    if k == 0 || k > 256 || q.len() % k != 0 {
+    if k == 0 || k > 256 || !q.len().is_multiple_of(k) {
         bail!(
             "argmax_labels: {} values do not form 1..=256 planes of {k}",
             q.len()
