@@ -6,6 +6,8 @@
 //!   differentiable by candle's autograd.
 //! - [`IGNORE`]: the label value that means "no label" in masks, scribbles and pseudo labels.
 //! - [`device`]: choosing a candle device from a user string.
+//! - [`permutohedral`]: the permutohedral lattice (Adams et al. 2010) for fast
+//!   high-dimensional Gaussian filtering, shared by dense CRF inference and the dense CRF loss.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -18,6 +20,7 @@
 //! ```
 
 pub mod device;
+pub mod permutohedral;
 pub mod random;
 pub mod resize;
 

@@ -12,6 +12,11 @@
 //!   arXiv 2304.01184, Sec. 3.3).
 //! - [`aream`]: AReAM's re-activation loss on deep-layer attention (He et al.,
 //!   arXiv 2305.03112, Eqs. 7–9).
+//! - [`dense_crf`]: the dense CRF loss of Tang et al. (ECCV 2018, arXiv 1803.10464) and the
+//!   gated "energy" variant of RRM/AFA, on the permutohedral lattice with an explicit
+//!   backward.
+//! - [`gated_crf`]: the gated CRF loss of Obukhov et al. (arXiv 1906.04651), including the
+//!   deep-feature kernel of DFR (arXiv 2108.01296), with an explicit backward.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -26,6 +31,8 @@
 pub mod affinity;
 pub mod aream;
 pub mod classification;
+pub mod dense_crf;
+pub mod gated_crf;
 pub mod gradient_clipping;
 pub mod segmentation;
 

@@ -14,6 +14,9 @@
 //!   2112.02841) with an external saliency map or saliency-free, plus the opening.
 //! - [`random_walk`]: the affinity random walk of AffinityNet/PSA (Ahn & Kwak, CVPR 2018,
 //!   arXiv 1803.10464).
+//! - [`dense_crf`]: fully connected CRF mean-field inference (Krähenbühl & Koltun, NIPS 2011,
+//!   arXiv 1210.5644) with Gaussian and bilateral kernels on the permutohedral lattice,
+//!   softmax and label unaries, pure Rust.
 //!
 //! Label maps are `u8`: 0 background, `c + 1` for foreground class `c`, and
 //! [`wsss_core::IGNORE`] (255) for "no label". Pixel kernels run on plain `&[f32]` slices
@@ -32,6 +35,7 @@
 //! ```
 
 pub mod completion;
+pub mod dense_crf;
 pub mod pamr;
 pub mod par;
 pub mod random_walk;

@@ -1,6 +1,7 @@
 //! One adapter per golden op: read the case's inputs and params, call the library, return
 //! the named outputs. Adapters hold no algorithm code.
 
+mod crf;
 mod loss;
 mod refine;
 mod resize;
@@ -28,6 +29,10 @@ pub const KNOWN_OPS: &[&str] = &[
     "loss.gradient_clipping",
     "aream.affinity_target",
     "aream.loss",
+    "crf.dense_inference",
+    "crf.dense_labels",
+    "loss.dense_crf",
+    "loss.gated_crf",
 ];
 
 /// Runs `case` through the adapter of its op.
@@ -43,6 +48,10 @@ pub fn run(case: &Case) -> Result<Outputs> {
         "loss.gradient_clipping" => loss::gradient_clipping(case),
         "aream.affinity_target" => loss::affinity_target(case),
         "aream.loss" => loss::aream_loss(case),
+        "crf.dense_inference" => crf::dense_inference(case),
+        "crf.dense_labels" => crf::dense_labels(case),
+        "loss.dense_crf" => crf::dense_crf_loss(case),
+        "loss.gated_crf" => crf::gated_crf_loss(case),
         other => bail!("unknown op `{other}` (no adapter in xtask/src/golden/ops)"),
     }
 }
