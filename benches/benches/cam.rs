@@ -52,13 +52,24 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
 
     let cfg = deit_s();
-    let vit = Vit::from_state_dict(&cfg, random_state(&cfg, &[]), Strictness::Strict, DType::F32, &dev)
-        .unwrap();
+    let vit = Vit::from_state_dict(
+        &cfg,
+        random_state(&cfg, &[]),
+        Strictness::Strict,
+        DType::F32,
+        &dev,
+    )
+    .unwrap();
     let img224 = image(224);
     let img448 = image(448);
 
-    group.bench_function("vit_forward_224", |b| b.iter(|| vit.forward(&img224).unwrap()));
-    for (name, strategy) in [("batched", GetamStrategy::Batched), ("per_class", GetamStrategy::PerClass)] {
+    group.bench_function("vit_forward_224", |b| {
+        b.iter(|| vit.forward(&img224).unwrap())
+    });
+    for (name, strategy) in [
+        ("batched", GetamStrategy::Batched),
+        ("per_class", GetamStrategy::PerClass),
+    ] {
         let getam = Getam::new(vit.clone(), 6).with_strategy(strategy);
         group.bench_function(format!("getam_{name}_224"), |b| {
             b.iter(|| getam.generate(&img224, &CLASSES).unwrap())
@@ -77,10 +88,14 @@ fn bench(c: &mut Criterion) {
         &dev,
     )
     .unwrap();
-    group.bench_function("classic_224", |b| b.iter(|| classic.generate(&img224, &CLASSES).unwrap()));
+    group.bench_function("classic_224", |b| {
+        b.iter(|| classic.generate(&img224, &CLASSES).unwrap())
+    });
 
     let rollout = Rollout::new(vit.clone());
-    group.bench_function("rollout_224", |b| b.iter(|| rollout.generate(&img224, &CLASSES).unwrap()));
+    group.bench_function("rollout_224", |b| {
+        b.iter(|| rollout.generate(&img224, &CLASSES).unwrap())
+    });
 
     let mt = multi_token();
     let (l, h, hd) = (mt.depth, mt.num_heads, mt.head_dim());
@@ -88,22 +103,50 @@ fn bench(c: &mut Criterion) {
     let weaktr_extra = [
         ("head.weight", vec![20, 384, 3, 3]),
         ("head.bias", vec![20]),
-        ("adaptive_attention_fusion.attn_feat_ffn.0.weight", vec![hd / 8, hd]),
-        ("adaptive_attention_fusion.attn_feat_ffn.0.bias", vec![hd / 8]),
-        ("adaptive_attention_fusion.attn_feat_ffn.1.weight", vec![1, hd / 8]),
+        (
+            "adaptive_attention_fusion.attn_feat_ffn.0.weight",
+            vec![hd / 8, hd],
+        ),
+        (
+            "adaptive_attention_fusion.attn_feat_ffn.0.bias",
+            vec![hd / 8],
+        ),
+        (
+            "adaptive_attention_fusion.attn_feat_ffn.1.weight",
+            vec![1, hd / 8],
+        ),
         ("adaptive_attention_fusion.attn_feat_ffn.1.bias", vec![1]),
-        ("adaptive_attention_fusion.attn_head_ffn.0.weight", vec![l * h / 8, l * h]),
-        ("adaptive_attention_fusion.attn_head_ffn.2.weight", vec![l * h, l * h / 8]),
+        (
+            "adaptive_attention_fusion.attn_head_ffn.0.weight",
+            vec![l * h / 8, l * h],
+        ),
+        (
+            "adaptive_attention_fusion.attn_head_ffn.2.weight",
+            vec![l * h, l * h / 8],
+        ),
     ];
     let state = random_state(&mt, &weaktr_extra);
-    let mt_vit = Vit::from_state_dict(&mt, state.clone(), Strictness::AllowUnexpected, DType::F32, &dev)
-        .unwrap();
-    group.bench_function("mct_vit_forward_224", |b| b.iter(|| mt_vit.forward(&img224).unwrap()));
+    let mt_vit = Vit::from_state_dict(
+        &mt,
+        state.clone(),
+        Strictness::AllowUnexpected,
+        DType::F32,
+        &dev,
+    )
+    .unwrap();
+    group.bench_function("mct_vit_forward_224", |b| {
+        b.iter(|| mt_vit.forward(&img224).unwrap())
+    });
     let weaktr = WeakTr::from_state_dict(&mt, aaf, state.clone(), DType::F32, &dev).unwrap();
-    group.bench_function("weaktr_224", |b| b.iter(|| weaktr.generate(&img224, &CLASSES).unwrap()));
-    let aream = AreamCam::from_state_dict(&mt, AreamConfig::inference(20, 12), state, DType::F32, &dev)
-        .unwrap();
-    group.bench_function("aream_224", |b| b.iter(|| aream.generate(&img224, &CLASSES).unwrap()));
+    group.bench_function("weaktr_224", |b| {
+        b.iter(|| weaktr.generate(&img224, &CLASSES).unwrap())
+    });
+    let aream =
+        AreamCam::from_state_dict(&mt, AreamConfig::inference(20, 12), state, DType::F32, &dev)
+            .unwrap();
+    group.bench_function("aream_224", |b| {
+        b.iter(|| aream.generate(&img224, &CLASSES).unwrap())
+    });
     group.finish();
 }
 

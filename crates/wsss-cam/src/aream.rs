@@ -89,7 +89,11 @@ pub struct AreamOutput {
 /// - returns [`AreamOutput`].
 ///
 /// Cost: O(L·B·h·N² + B·C·P²) time, O(B·N²) memory beyond the inputs.
-pub fn aream_cam(feature_map: &Tensor, attention: &[Tensor], cfg: &AreamConfig) -> Result<AreamOutput> {
+pub fn aream_cam(
+    feature_map: &Tensor,
+    attention: &[Tensor],
+    cfg: &AreamConfig,
+) -> Result<AreamOutput> {
     let (b, c, gh, gw) = feature_map.dims4()?;
     let p = gh * gw;
     let t = cfg.num_prefix;
@@ -107,16 +111,16 @@ pub fn aream_cam(feature_map: &Tensor, attention: &[Tensor], cfg: &AreamConfig) 
             );
         }
     }
-    let mean_heads: Vec<Tensor> = attention
-        .iter()
-        .map(|a| a.mean(1))
-        .collect::<Result<_>>()?; // L × [B, N, N]
+    let mean_heads: Vec<Tensor> = attention.iter().map(|a| a.mean(1)).collect::<Result<_>>()?; // L × [B, N, N]
     let cam_gated = if cfg.class_gating {
         if t != c {
             bail!("class gating needs one prefix token per class, got {t} tokens and {c} classes");
         }
         let all = (Tensor::stack(&mean_heads, 0)?.sum(0)? / l as f64)?;
-        let gate = all.narrow(1, 0, t)?.narrow(2, t, p)?.reshape((b, c, gh, gw))?;
+        let gate = all
+            .narrow(1, 0, t)?
+            .narrow(2, t, p)?
+            .reshape((b, c, gh, gw))?;
         (feature_map * gate)?
     } else {
         feature_map.clone()
@@ -125,7 +129,10 @@ pub fn aream_cam(feature_map: &Tensor, attention: &[Tensor], cfg: &AreamConfig) 
         AffinityMode::Uniform => vec![1.0; s],
         AffinityMode::Entropy { entropies } => {
             if entropies.len() < s {
-                bail!("mode E needs at least {s} layer entropies, got {}", entropies.len());
+                bail!(
+                    "mode E needs at least {s} layer entropies, got {}",
+                    entropies.len()
+                );
             }
             entropies[..s].iter().map(|e| 1.0 - e).collect()
         }
@@ -161,7 +168,11 @@ impl LayerEntropy {
         if self.sums.is_empty() {
             self.sums = vec![0.0; attention.len()];
         } else if self.sums.len() != attention.len() {
-            bail!("expected {} layers, got {}", self.sums.len(), attention.len());
+            bail!(
+                "expected {} layers, got {}",
+                self.sums.len(),
+                attention.len()
+            );
         }
         let mut batch = 0;
         for (sum, a) in self.sums.iter_mut().zip(attention) {
@@ -172,7 +183,10 @@ impl LayerEntropy {
             let plogp = (&a * a.clamp(1e-30f32, 1f32)?.log()?)?;
             let row_entropy = plogp.sum(D::Minus1)?.neg()?; // [B, h, N]
             let per_image = row_entropy.mean(D::Minus1)?.mean(D::Minus1)?; // [B]
-            *sum += per_image.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            *sum += per_image
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
         }
         self.images += batch;
         Ok(())
@@ -218,14 +232,23 @@ impl AreamCam {
         device: &Device,
     ) -> Result<Self> {
         let (c, d) = (cfg.num_classes, cfg.embed_dim);
-        let (Some(w), Some(bias)) = (tensors.remove("head.weight"), tensors.remove("head.bias")) else {
+        let (Some(w), Some(bias)) = (tensors.remove("head.weight"), tensors.remove("head.bias"))
+        else {
             bail!("MCTformer state dict needs `head.weight` and `head.bias`");
         };
         if w.dims() != [c, d, 3, 3] || bias.dims() != [c] {
-            bail!("patch head has shapes {:?}, {:?}; expected [{c}, {d}, 3, 3], [{c}]", w.dims(), bias.dims());
+            bail!(
+                "patch head has shapes {:?}, {:?}; expected [{c}, {d}, 3, 3], [{c}]",
+                w.dims(),
+                bias.dims()
+            );
         }
         if config.num_prefix != cfg.class_tokens {
-            bail!("AReAM num_prefix {} differs from the ViT's {} class tokens", config.num_prefix, cfg.class_tokens);
+            bail!(
+                "AReAM num_prefix {} differs from the ViT's {} class tokens",
+                config.num_prefix,
+                cfg.class_tokens
+            );
         }
         let vit = Vit::from_state_dict(cfg, tensors, Strictness::AllowUnexpected, dtype, device)
             .map_err(candle_core::Error::wrap)?;
@@ -294,10 +317,18 @@ mod tests {
         let dev = Device::Cpu;
         let a = Tensor::new(&[[[[0f32, 0.5, 0.5], [0., 1., 0.], [0., 0., 1.]]]], &dev)?;
         let fm = Tensor::new(&[[[[2f32, 4.]]]], &dev)?;
-        let cfg = AreamConfig { num_prefix: 1, layer_index: 1, mode: AffinityMode::Uniform, class_gating: true };
+        let cfg = AreamConfig {
+            num_prefix: 1,
+            layer_index: 1,
+            mode: AffinityMode::Uniform,
+            class_gating: true,
+        };
         let out = aream_cam(&fm, &[a], &cfg)?;
         assert_eq!(out.cam.flatten_all()?.to_vec1::<f32>()?, vec![1., 2.]);
-        let bad = AreamConfig { layer_index: 2, ..cfg };
+        let bad = AreamConfig {
+            layer_index: 2,
+            ..cfg
+        };
         assert!(aream_cam(&fm, &[Tensor::zeros((1, 1, 3, 3), DType::F32, &dev)?], &bad).is_err());
         Ok(())
     }

@@ -41,16 +41,17 @@ pub fn classic_cam(features: &Tensor, weight: &Tensor) -> Result<ClassicOutput> 
     let weight = match weight.rank() {
         2 => weight.clone(),
         4 => weight.flatten_from(1)?,
-        _ => bail!("classifier weight must be [C, D] or [C, D, 1, 1], got {:?}", weight.dims()),
+        _ => bail!(
+            "classifier weight must be [C, D] or [C, D, 1, 1], got {:?}",
+            weight.dims()
+        ),
     };
     let (c, wd) = weight.dims2()?;
     if wd != d {
         bail!("classifier weight has {wd} input channels, the features have {d}");
     }
     let flat = features.reshape((b, d, gh * gw))?;
-    let raw = weight
-        .broadcast_matmul(&flat)?
-        .reshape((b, c, gh, gw))?;
+    let raw = weight.broadcast_matmul(&flat)?.reshape((b, c, gh, gw))?;
     let pooled = flat.max(D::Minus1)?; // [B, D]
     let logits = pooled.matmul(&weight.t()?)?;
     Ok(ClassicOutput {
@@ -73,7 +74,10 @@ impl ClassicCam {
         let classifier = match classifier.rank() {
             2 => classifier,
             4 => classifier.flatten_from(1)?,
-            _ => bail!("classifier weight must be [C, D] or [C, D, 1, 1], got {:?}", classifier.dims()),
+            _ => bail!(
+                "classifier weight must be [C, D] or [C, D, 1, 1], got {:?}",
+                classifier.dims()
+            ),
         };
         if classifier.dim(1)? != vit.config().embed_dim {
             bail!(

@@ -97,11 +97,19 @@ impl Getam {
     /// 1 and of L − s blocks at batch K, one backward through L − s blocks at batch K;
     /// PerClass: one forward at batch 1 and K backwards through L − probes_from blocks.
     /// Memory O(K·(L − s)·h·N²) for the probes and their gradients.
-    pub fn compute(&self, image: &Tensor, classes: &[usize], probes_from: Option<usize>) -> Result<GetamOutput> {
+    pub fn compute(
+        &self,
+        image: &Tensor,
+        classes: &[usize],
+        probes_from: Option<usize>,
+    ) -> Result<GetamOutput> {
         let cfg = self.vit.config();
         check_request(image, classes, cfg.num_classes)?;
         if cfg.class_tokens != 1 {
-            bail!("GETAM needs one class token, the ViT has {}", cfg.class_tokens);
+            bail!(
+                "GETAM needs one class token, the ViT has {}",
+                cfg.class_tokens
+            );
         }
         let depth = cfg.depth;
         let s = self.start_layer;
@@ -137,7 +145,9 @@ impl Getam {
         let xs = self.vit.blocks_until(&xs, s)?;
         let (_, n, d) = xs.dims3()?;
         let xs = xs.broadcast_as((k, n, d))?.contiguous()?;
-        let out = self.vit.forward_from(&xs, grid, s, Taps::attention_with_probes(s))?;
+        let out = self
+            .vit
+            .forward_from(&xs, grid, s, Taps::attention_with_probes(s))?;
         let Some(logits) = out.logits else {
             bail!("GETAM needs a ViT with a classification head");
         };
@@ -162,7 +172,9 @@ impl Getam {
         probes_from: usize,
     ) -> Result<(Tensor, Tensor, Vec<(usize, Tensor)>)> {
         let s = self.start_layer;
-        let out = self.vit.forward_tapped(image, Taps::attention_with_probes(probes_from))?;
+        let out = self
+            .vit
+            .forward_tapped(image, Taps::attention_with_probes(probes_from))?;
         let Some(logits) = &out.logits else {
             bail!("GETAM needs a ViT with a classification head");
         };
@@ -194,7 +206,11 @@ impl Getam {
 /// - returns [K, gh, gw], `ReLU(Σ_l (mean_h ReLU(G⊙A) ⊙ mean_h ReLU(G))[0, 1:])`.
 ///
 /// Cost: O(L·K·h·N) time and memory (only the class-token row is read).
-pub fn getam_maps(attention: &[Tensor], gradients: &[Tensor], (gh, gw): (usize, usize)) -> Result<Tensor> {
+pub fn getam_maps(
+    attention: &[Tensor],
+    gradients: &[Tensor],
+    (gh, gw): (usize, usize),
+) -> Result<Tensor> {
     if attention.len() != gradients.len() || attention.is_empty() {
         bail!(
             "getam_maps needs one gradient per attention map and at least one block, got {} and {}",
@@ -248,14 +264,23 @@ mod tests {
         let dev = Device::Cpu;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        let vit = Vit::new(cfg, vb.clone())?;
+        let _ = Vit::new(cfg, vb.clone())?;
         for (name, var) in varmap.data().lock().unwrap().iter() {
             let init = if name.ends_with("bias") {
-                Init::Randn { mean: 0.0, stdev: 0.1 }
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.1,
+                }
             } else if name.contains("norm") {
-                Init::Randn { mean: 1.0, stdev: 0.1 }
+                Init::Randn {
+                    mean: 1.0,
+                    stdev: 0.1,
+                }
             } else {
-                Init::Randn { mean: 0.0, stdev: 0.3 }
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.3,
+                }
             };
             let t: Var = init.var(var.dims(), DType::F32, &dev)?;
             var.set(t.as_tensor())?;
@@ -281,7 +306,11 @@ mod tests {
 
     #[test]
     fn batched_equals_per_class_loop() -> Result<()> {
-        for (pool, s) in [(GlobalPool::Token, 1), (GlobalPool::Avg, 0), (GlobalPool::Token, 2)] {
+        for (pool, s) in [
+            (GlobalPool::Token, 1),
+            (GlobalPool::Avg, 0),
+            (GlobalPool::Token, 2),
+        ] {
             let vit = random_vit(&cfg(pool), 7)?;
             let image = Tensor::randn(0f32, 1.0, (1, 3, 24, 40), &Device::Cpu)?;
             let classes = [3, 0, 3, 1];
@@ -291,9 +320,18 @@ mod tests {
                 .compute(&image, &classes, None)?;
             let scale = oracle.getam.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(scale > 0.0, "degenerate test: all-zero maps");
-            let diff = (batched.getam - &oracle.getam)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(diff <= 1e-5 * scale + 1e-9, "maps differ by {diff} (scale {scale})");
-            let diff = (batched.logits - oracle.logits)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = (batched.getam - &oracle.getam)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(
+                diff <= 1e-5 * scale + 1e-9,
+                "maps differ by {diff} (scale {scale})"
+            );
+            let diff = (batched.logits - oracle.logits)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
             assert!(diff < 1e-5, "logits differ by {diff}");
             assert_eq!(oracle.getam_up.dims(), &[4, 24, 40]);
             let max = oracle.getam_up.max_all()?.to_scalar::<f32>()?;
@@ -317,9 +355,15 @@ mod tests {
     fn bad_requests_error() -> Result<()> {
         let vit = random_vit(&cfg(GlobalPool::Token), 1)?;
         let image = Tensor::randn(0f32, 1.0, (1, 3, 16, 16), &Device::Cpu)?;
-        assert!(Getam::new(vit.clone(), 3).compute(&image, &[0], None).is_err());
-        assert!(Getam::new(vit.clone(), 1).compute(&image, &[4], None).is_err());
-        assert!(Getam::new(vit.clone(), 1).compute(&image, &[], None).is_err());
+        assert!(Getam::new(vit.clone(), 3)
+            .compute(&image, &[0], None)
+            .is_err());
+        assert!(Getam::new(vit.clone(), 1)
+            .compute(&image, &[4], None)
+            .is_err());
+        assert!(Getam::new(vit.clone(), 1)
+            .compute(&image, &[], None)
+            .is_err());
         let batch = Tensor::randn(0f32, 1.0, (2, 3, 16, 16), &Device::Cpu)?;
         assert!(Getam::new(vit, 1).compute(&batch, &[0], None).is_err());
         Ok(())

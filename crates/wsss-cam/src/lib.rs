@@ -76,7 +76,10 @@ impl Cam {
             rows[c] = Some(self.scores.get(k)?);
         }
         let zeros = Tensor::zeros((h, w), self.scores.dtype(), self.scores.device())?;
-        let rows: Vec<Tensor> = rows.into_iter().map(|r| r.unwrap_or(zeros.clone())).collect();
+        let rows: Vec<Tensor> = rows
+            .into_iter()
+            .map(|r| r.unwrap_or(zeros.clone()))
+            .collect();
         Tensor::stack(&rows, 0)
     }
 }
@@ -140,7 +143,6 @@ pub(crate) fn tokens_to_map(patches: &Tensor, (gh, gw): (usize, usize)) -> Resul
     patches.transpose(1, 2)?.reshape((b, d, gh, gw))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +166,9 @@ mod tests {
     #[test]
     fn min_max_maps_to_unit_range() -> Result<()> {
         let maps = Tensor::new(&[[[1f32, 3.], [2., 5.]]], &Device::Cpu)?;
-        let out = min_max_normalise(&maps, 0.0)?.flatten_all()?.to_vec1::<f32>()?;
+        let out = min_max_normalise(&maps, 0.0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         assert_eq!(out, vec![0.0, 0.5, 0.25, 1.0]);
         Ok(())
     }

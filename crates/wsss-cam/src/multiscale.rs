@@ -94,7 +94,10 @@ impl<G: CamGenerator> MultiScale<G> {
     /// Wraps `inner`; errors on an empty or non-positive scale list.
     pub fn new(inner: G, config: MultiScaleConfig) -> Result<Self> {
         if config.scales.is_empty() || config.scales.iter().any(|s| !(*s > 0.0)) {
-            bail!("multi-scale needs at least one positive scale, got {:?}", config.scales);
+            bail!(
+                "multi-scale needs at least one positive scale, got {:?}",
+                config.scales
+            );
         }
         Ok(Self { inner, config })
     }
@@ -104,8 +107,18 @@ impl<G: CamGenerator> MultiScale<G> {
         &self.inner
     }
 
-    fn view(&self, image: &Tensor, classes: &[usize], size: (usize, usize), flip: bool) -> Result<Tensor> {
-        let image = if flip { flip_horizontal(image)? } else { image.clone() };
+    fn view(
+        &self,
+        image: &Tensor,
+        classes: &[usize],
+        size: (usize, usize),
+        flip: bool,
+    ) -> Result<Tensor> {
+        let image = if flip {
+            flip_horizontal(image)?
+        } else {
+            image.clone()
+        };
         let maps = self.inner.generate(&image, classes)?.scores;
         let maps = resize(&maps, size, ResizeMode::Bilinear, AlignCorners::No)?.relu()?;
         if flip {
@@ -125,7 +138,10 @@ impl<G: CamGenerator> CamGenerator for MultiScale<G> {
         let (_, _, h, w) = image.dims4()?;
         let mut total: Option<Tensor> = None;
         for &s in &self.config.scales {
-            let size = ((h as f64 * s).floor() as usize, (w as f64 * s).floor() as usize);
+            let size = (
+                (h as f64 * s).floor() as usize,
+                (w as f64 * s).floor() as usize,
+            );
             if size.0 == 0 || size.1 == 0 {
                 bail!("scale {s} shrinks the {h}x{w} image to nothing");
             }
@@ -171,8 +187,16 @@ mod tests {
                 .map(|&c| base.affine(1.0, c as f64))
                 .collect::<Result<_>>()?;
             let maps = Tensor::stack(&maps, 0)?;
-            let scores = resize(&maps, (h / 2, w / 2), ResizeMode::Bilinear, AlignCorners::No)?;
-            Ok(Cam { scores, classes: classes.to_vec() })
+            let scores = resize(
+                &maps,
+                (h / 2, w / 2),
+                ResizeMode::Bilinear,
+                AlignCorners::No,
+            )?;
+            Ok(Cam {
+                scores,
+                classes: classes.to_vec(),
+            })
         }
         fn num_classes(&self) -> usize {
             3
@@ -188,7 +212,14 @@ mod tests {
             let max = cam.scores.max_all()?.to_scalar::<f32>()?;
             let min = cam.scores.min_all()?.to_scalar::<f32>()?;
             assert!(min.abs() < 1e-6 && (max - 1.0).abs() < 1e-3, "{min} {max}");
-            assert_eq!(cam.to_dense(3)?.get(1)?.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+            assert_eq!(
+                cam.to_dense(3)?
+                    .get(1)?
+                    .abs()?
+                    .sum_all()?
+                    .to_scalar::<f32>()?,
+                0.0
+            );
         }
         Ok(())
     }
@@ -200,18 +231,30 @@ mod tests {
         let row = Tensor::new(&[0f32, 1., 2., 2., 1., 0.], &Device::Cpu)?;
         let image = row.broadcast_as((1, 3, 4, 6))?.contiguous()?;
         let one = MultiScale::new(Probe, MultiScaleConfig::single())?.generate(&image, &[0])?;
-        let cfg = MultiScaleConfig { flip: true, ..MultiScaleConfig::single() };
+        let cfg = MultiScaleConfig {
+            flip: true,
+            ..MultiScaleConfig::single()
+        };
         let both = MultiScale::new(Probe, cfg)?.generate(&image, &[0])?;
-        let diff = (one.scores - both.scores)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let diff = (one.scores - both.scores)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
         assert!(diff < 1e-4);
         Ok(())
     }
 
     #[test]
     fn bad_scales_error() {
-        let cfg = MultiScaleConfig { scales: vec![], ..MultiScaleConfig::single() };
+        let cfg = MultiScaleConfig {
+            scales: vec![],
+            ..MultiScaleConfig::single()
+        };
         assert!(MultiScale::new(Probe, cfg).is_err());
-        let cfg = MultiScaleConfig { scales: vec![-1.0], ..MultiScaleConfig::single() };
+        let cfg = MultiScaleConfig {
+            scales: vec![-1.0],
+            ..MultiScaleConfig::single()
+        };
         assert!(MultiScale::new(Probe, cfg).is_err());
     }
 }

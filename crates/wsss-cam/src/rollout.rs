@@ -73,7 +73,10 @@ impl CamGenerator for Rollout {
     }
 
     fn num_classes(&self) -> usize {
-        self.vit.config().num_classes.max(self.vit.config().class_tokens)
+        self.vit
+            .config()
+            .num_classes
+            .max(self.vit.config().class_tokens)
     }
 }
 
@@ -94,9 +97,14 @@ mod tests {
         // Order matters: layer 0 = [[.8,.2],[.4,.6]] → Â_0 = [[.9,.1],[.2,.8]];
         // layer 1 = swap → Â_1 = [[.5,.5],[.5,.5]]; R = Â_1·Â_0 = [[.55,.45],[.55,.45]].
         let b0 = Tensor::new(&[[[[0.8f32, 0.2], [0.4, 0.6]]]], &dev)?;
-        let r = attention_rollout(&[b0, a0])?.flatten_all()?.to_vec1::<f32>()?;
+        let r = attention_rollout(&[b0, a0])?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let want = [0.55f32, 0.45, 0.55, 0.45];
-        assert!(r.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6), "{r:?}");
+        assert!(
+            r.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-6),
+            "{r:?}"
+        );
         assert!(attention_rollout(&[]).is_err());
         Ok(())
     }

@@ -106,12 +106,21 @@ pub struct WeakTr {
     map: WeakTrMap,
 }
 
-fn take(tensors: &mut HashMap<String, Tensor>, key: &str, dims: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+fn take(
+    tensors: &mut HashMap<String, Tensor>,
+    key: &str,
+    dims: &[usize],
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
     let Some(t) = tensors.remove(key) else {
         bail!("WeakTr state dict has no `{key}`");
     };
     if t.dims() != dims {
-        bail!("WeakTr weight `{key}` has shape {:?}, expected {dims:?}", t.dims());
+        bail!(
+            "WeakTr weight `{key}` has shape {:?}, expected {dims:?}",
+            t.dims()
+        );
     }
     t.to_device(device)?.to_dtype(dtype)
 }
@@ -151,12 +160,48 @@ impl WeakTr {
         let prefix = "adaptive_attention_fusion.";
         let head_weight = take(&mut tensors, "head.weight", &[c, d, 3, 3], dtype, device)?;
         let head_bias = take(&mut tensors, "head.bias", &[c], dtype, device)?;
-        let f0w = take(&mut tensors, &format!("{prefix}attn_feat_ffn.0.weight"), &[fr, hd], dtype, device)?;
-        let f0b = take(&mut tensors, &format!("{prefix}attn_feat_ffn.0.bias"), &[fr], dtype, device)?;
-        let f1w = take(&mut tensors, &format!("{prefix}attn_feat_ffn.1.weight"), &[1, fr], dtype, device)?;
-        let f1b = take(&mut tensors, &format!("{prefix}attn_feat_ffn.1.bias"), &[1], dtype, device)?;
-        let head_ffn0 = take(&mut tensors, &format!("{prefix}attn_head_ffn.0.weight"), &[hr, lh], dtype, device)?;
-        let head_ffn2 = take(&mut tensors, &format!("{prefix}attn_head_ffn.2.weight"), &[lh, hr], dtype, device)?;
+        let f0w = take(
+            &mut tensors,
+            &format!("{prefix}attn_feat_ffn.0.weight"),
+            &[fr, hd],
+            dtype,
+            device,
+        )?;
+        let f0b = take(
+            &mut tensors,
+            &format!("{prefix}attn_feat_ffn.0.bias"),
+            &[fr],
+            dtype,
+            device,
+        )?;
+        let f1w = take(
+            &mut tensors,
+            &format!("{prefix}attn_feat_ffn.1.weight"),
+            &[1, fr],
+            dtype,
+            device,
+        )?;
+        let f1b = take(
+            &mut tensors,
+            &format!("{prefix}attn_feat_ffn.1.bias"),
+            &[1],
+            dtype,
+            device,
+        )?;
+        let head_ffn0 = take(
+            &mut tensors,
+            &format!("{prefix}attn_head_ffn.0.weight"),
+            &[hr, lh],
+            dtype,
+            device,
+        )?;
+        let head_ffn2 = take(
+            &mut tensors,
+            &format!("{prefix}attn_head_ffn.2.weight"),
+            &[lh, hr],
+            dtype,
+            device,
+        )?;
         let vit = Vit::from_state_dict(cfg, tensors, Strictness::AllowUnexpected, dtype, device)
             .map_err(candle_core::Error::wrap)?;
         Ok(Self {
@@ -239,8 +284,8 @@ impl WeakTr {
         let cols = attention
             .narrow(D::Minus1, c, p)?
             .reshape((b, h * l, n * p))?;
-        let fused = (head_weights.unsqueeze(1)?.matmul(&cols)? / (h * l) as f64)?
-            .reshape((b, n, p))?;
+        let fused =
+            (head_weights.unsqueeze(1)?.matmul(&cols)? / (h * l) as f64)?.reshape((b, n, p))?;
         let cross = fused.narrow(1, 0, c)?.reshape((b, c, gh, gw))?;
         let fused_cam = (cross * &coarse_cam)?;
         let patch_affinity = fused.narrow(1, c, p)?.contiguous()?;

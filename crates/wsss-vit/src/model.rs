@@ -316,7 +316,10 @@ impl Vit {
     /// - `xs`: [B, N, D] from [`Vit::embed`]; returns [B, N, D].
     pub fn blocks_until(&self, xs: &Tensor, until: usize) -> Result<Tensor> {
         if until > self.blocks.len() {
-            bail!("blocks_until({until}) on a ViT of depth {}", self.blocks.len());
+            bail!(
+                "blocks_until({until}) on a ViT of depth {}",
+                self.blocks.len()
+            );
         }
         let mut out = Self::empty_output(xs, (0, 0));
         self.run_blocks(xs.clone(), 0..until, Taps::default(), None, &mut out)
@@ -340,7 +343,10 @@ impl Vit {
         taps: Taps,
     ) -> Result<VitOutput> {
         if first > self.blocks.len() {
-            bail!("forward_from({first}) on a ViT of depth {}", self.blocks.len());
+            bail!(
+                "forward_from({first}) on a ViT of depth {}",
+                self.blocks.len()
+            );
         }
         let mut out = Self::empty_output(xs, grid);
         let xs = self.run_blocks(xs.clone(), first..self.blocks.len(), taps, None, &mut out)?;

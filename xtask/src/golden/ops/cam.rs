@@ -12,13 +12,23 @@ pub fn classic(case: &Case) -> Result<Outputs> {
     let cfg: Config = case.param("model")?;
     let cam = ClassicCam::from_state_dict(&cfg, case.weights(), DType::F32, &Device::Cpu)?;
     let out = cam.forward(case.input(0)?)?;
-    Ok([("cam".to_string(), out.cam), ("logits".to_string(), out.logits)].into())
+    Ok([
+        ("cam".to_string(), out.cam),
+        ("logits".to_string(), out.logits),
+    ]
+    .into())
 }
 
 pub fn getam(case: &Case) -> Result<Outputs> {
     let cfg: Config = case.param("model")?;
     let start: usize = case.param("start_layer")?;
-    let vit = Vit::from_state_dict(&cfg, case.weights(), Strictness::Strict, DType::F32, &Device::Cpu)?;
+    let vit = Vit::from_state_dict(
+        &cfg,
+        case.weights(),
+        Strictness::Strict,
+        DType::F32,
+        &Device::Cpu,
+    )?;
     let classes: Vec<usize> = case
         .input(1)?
         .to_vec1::<i64>()?
@@ -67,10 +77,7 @@ pub fn aream(case: &Case) -> Result<Outputs> {
     let mode = match mode.as_str() {
         "U" => AffinityMode::Uniform,
         "E" => AffinityMode::Entropy {
-            entropies: case
-                .tensor("ent")?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?,
+            entropies: case.tensor("ent")?.to_dtype(DType::F64)?.to_vec1::<f64>()?,
         },
         other => anyhow::bail!("unknown AReAM mode `{other}` (expected E or U)"),
     };
