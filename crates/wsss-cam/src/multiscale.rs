@@ -93,7 +93,7 @@ pub fn flip_horizontal(xs: &Tensor) -> Result<Tensor> {
 impl<G: CamGenerator> MultiScale<G> {
     /// Wraps `inner`; errors on an empty or non-positive scale list.
     pub fn new(inner: G, config: MultiScaleConfig) -> Result<Self> {
-        if config.scales.is_empty() || config.scales.iter().any(|s| !(*s > 0.0)) {
+        if config.scales.is_empty() || config.scales.iter().any(|s| s.is_nan() || *s <= 0.0) {
             bail!(
                 "multi-scale needs at least one positive scale, got {:?}",
                 config.scales

@@ -214,7 +214,10 @@ impl Config {
         if self.patch_size == 0 {
             return bad("patch_size", "must be at least 1".into());
         }
-        if self.embed_dim == 0 || self.num_heads == 0 || self.embed_dim % self.num_heads != 0 {
+        if self.embed_dim == 0
+            || self.num_heads == 0
+            || !self.embed_dim.is_multiple_of(self.num_heads)
+        {
             return bad(
                 "num_heads",
                 format!(
@@ -254,7 +257,7 @@ impl Config {
                 format!("{} gives an empty MLP", self.mlp_ratio),
             );
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return bad("layer_norm_eps", "must be positive".into());
         }
         Ok(())
