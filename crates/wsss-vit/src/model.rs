@@ -292,22 +292,69 @@ impl Vit {
         self.forward_inner(images, taps, Some(probes))
     }
 
-    fn forward_inner(
-        &self,
-        images: &Tensor,
-        taps: Taps,
-        given: Option<&GradientProbes>,
-    ) -> Result<VitOutput> {
+    /// Token embedding: patches, prefix tokens and the (resampled) position embedding.
+    ///
+    /// # Shapes
+    /// - `images`: [B, 3, H, W]; returns the tokens [B, N, D] and the grid (gh, gw).
+    ///
+    /// Cost: O(B·N·D·3p²) time, O(B·N·D) memory.
+    pub fn embed(&self, images: &Tensor) -> Result<(Tensor, (usize, usize))> {
         let (b, _, h, w) = images.dims4()?;
         let (patches, grid) = self.embed_patches(images)?;
         let d = self.cfg.embed_dim;
         let t = self.cfg.class_tokens;
         let pos = pos_embed::resample(&self.cfg, &self.pos_embed, grid, (h, w))?;
         let cls = self.cls_token.broadcast_as((b, t, d))?;
-        let mut xs = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&pos)?;
-        let n = xs.dim(1)?;
+        let xs = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&pos)?;
+        Ok((xs, grid))
+    }
 
-        let mut out = VitOutput {
+    /// Runs blocks `0..until` on embedded tokens, with no taps (the shared trunk of a
+    /// forward that continues with [`Vit::forward_from`]).
+    ///
+    /// # Shapes
+    /// - `xs`: [B, N, D] from [`Vit::embed`]; returns [B, N, D].
+    pub fn blocks_until(&self, xs: &Tensor, until: usize) -> Result<Tensor> {
+        if until > self.blocks.len() {
+            bail!(
+                "blocks_until({until}) on a ViT of depth {}",
+                self.blocks.len()
+            );
+        }
+        let mut out = Self::empty_output(xs, (0, 0));
+        self.run_blocks(xs.clone(), 0..until, Taps::default(), None, &mut out)
+    }
+
+    /// Continues a forward from the tokens entering block `first`: blocks `first..depth`,
+    /// the final norm and the logits. Tapped lists hold entries for layers `first..depth`
+    /// only; probes keep their absolute layer index (`taps.probes_from` below `first`
+    /// probes from `first`).
+    ///
+    /// # Shapes
+    /// - `xs`: [B, N, D], the tokens after block `first − 1` (or [`Vit::embed`]'s output
+    ///   when `first` is 0); `grid` is (gh, gw) with N = T + gh·gw.
+    ///
+    /// Cost: O((L − first)·B·(N·D² + N²·D)).
+    pub fn forward_from(
+        &self,
+        xs: &Tensor,
+        grid: (usize, usize),
+        first: usize,
+        taps: Taps,
+    ) -> Result<VitOutput> {
+        if first > self.blocks.len() {
+            bail!(
+                "forward_from({first}) on a ViT of depth {}",
+                self.blocks.len()
+            );
+        }
+        let mut out = Self::empty_output(xs, grid);
+        let xs = self.run_blocks(xs.clone(), first..self.blocks.len(), taps, None, &mut out)?;
+        self.finish(xs, out)
+    }
+
+    fn empty_output(xs: &Tensor, grid: (usize, usize)) -> VitOutput {
+        VitOutput {
             tokens: xs.clone(),
             logits: None,
             grid,
@@ -316,8 +363,41 @@ impl Vit {
             branch_outputs: Vec::new(),
             block_tokens: Vec::new(),
             probes: GradientProbes::default(),
-        };
-        for (layer, block) in self.blocks.iter().enumerate() {
+        }
+    }
+
+    fn finish(&self, mut xs: Tensor, mut out: VitOutput) -> Result<VitOutput> {
+        if let Some(norm) = &self.norm {
+            xs = norm.forward(&xs)?;
+        }
+        out.logits = self.logits(&xs)?;
+        out.tokens = xs;
+        Ok(out)
+    }
+
+    fn forward_inner(
+        &self,
+        images: &Tensor,
+        taps: Taps,
+        given: Option<&GradientProbes>,
+    ) -> Result<VitOutput> {
+        let (xs, grid) = self.embed(images)?;
+        let mut out = Self::empty_output(&xs, grid);
+        let xs = self.run_blocks(xs, 0..self.blocks.len(), taps, given, &mut out)?;
+        self.finish(xs, out)
+    }
+
+    fn run_blocks(
+        &self,
+        mut xs: Tensor,
+        layers: std::ops::Range<usize>,
+        taps: Taps,
+        given: Option<&GradientProbes>,
+        out: &mut VitOutput,
+    ) -> Result<Tensor> {
+        let (b, n, _) = xs.dims3()?;
+        for layer in layers {
+            let block = &self.blocks[layer];
             let probe = match (given, taps.probes_from) {
                 (Some(given), _) => {
                     let probe = given.probe(layer).cloned();
@@ -357,11 +437,6 @@ impl Vit {
                 out.block_tokens.push(xs.clone());
             }
         }
-        if let Some(norm) = &self.norm {
-            xs = norm.forward(&xs)?;
-        }
-        out.logits = self.logits(&xs)?;
-        out.tokens = xs;
-        Ok(out)
+        Ok(xs)
     }
 }

@@ -9,6 +9,7 @@
 //! assert_eq!(Config::deit_small_patch16_224().embed_dim, 384);
 //! ```
 
+pub use wsss_cam as cam;
 pub use wsss_core as core;
 pub use wsss_metrics as metrics;
 pub use wsss_vit as vit;

@@ -1,5 +1,6 @@
 //! Subcommands of the `wsss` binary, one module each.
 
+mod cam;
 mod vit;
 mod weights;
 
@@ -21,6 +22,8 @@ enum Command {
     /// The ViT backbone: run a forward and print attention-map statistics.
     #[command(subcommand)]
     Vit(vit::VitCommand),
+    /// CAMs of one image: safetensors scores and a heat-map overlay.
+    Cam(cam::CamArgs),
 }
 
 impl Cli {
@@ -29,6 +32,7 @@ impl Cli {
         match self.command {
             Command::Weights(cmd) => cmd.run(),
             Command::Vit(cmd) => cmd.run(),
+            Command::Cam(args) => args.run(),
         }
     }
 }

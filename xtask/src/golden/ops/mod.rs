@@ -1,6 +1,7 @@
 //! One adapter per golden op: read the case's inputs and params, call the library, return
 //! the named outputs. Adapters hold no algorithm code.
 
+mod cam;
 mod crf;
 mod loss;
 mod refine;
@@ -33,6 +34,10 @@ pub const KNOWN_OPS: &[&str] = &[
     "crf.dense_labels",
     "loss.dense_crf",
     "loss.gated_crf",
+    "cam.classic",
+    "cam.getam",
+    "cam.weaktr",
+    "aream.cam",
 ];
 
 /// Runs `case` through the adapter of its op.
@@ -52,6 +57,10 @@ pub fn run(case: &Case) -> Result<Outputs> {
         "crf.dense_labels" => crf::dense_labels(case),
         "loss.dense_crf" => crf::dense_crf_loss(case),
         "loss.gated_crf" => crf::gated_crf_loss(case),
+        "cam.classic" => cam::classic(case),
+        "cam.getam" => cam::getam(case),
+        "cam.weaktr" => cam::weaktr(case),
+        "aream.cam" => cam::aream(case),
         other => bail!("unknown op `{other}` (no adapter in xtask/src/golden/ops)"),
     }
 }
