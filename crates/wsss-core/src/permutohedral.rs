@@ -458,8 +458,8 @@ impl Permutohedral {
                         let own = &old[v * vs..(v + 1) * vs];
                         let a = &old[n1 as usize * vs..(n1 as usize + 1) * vs];
                         let b = &old[n2 as usize * vs..(n2 as usize + 1) * vs];
-                        for k in 0..vs {
-                            row[k] = own[k] + 0.5 * (a[k] + b[k]);
+                        for (((o, &x), &y), &z) in row.iter_mut().zip(own).zip(a).zip(b) {
+                            *o = x + 0.5 * (y + z);
                         }
                     }
                 });
