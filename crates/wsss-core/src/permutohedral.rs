@@ -778,6 +778,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn filter_is_nearly_symmetric_on_images() {
+        // W = α Sᵀ B_d⋯B_0 S is symmetric up to the blur order, which matters only where
+        // the lattice is sparse; on image features the asymmetry is small.
+        let f = image_features(16, 20, 3.0, 15.0);
+        let n = 320;
+        let lattice = Permutohedral::new(&f, 5).unwrap();
+        let mut seed = 5;
+        for _ in 0..4 {
+            let a: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+            let b: Vec<f32> = (0..n).map(|_| lcg(&mut seed)).collect();
+            let (mut wa, mut wb) = (vec![0f32; n], vec![0f32; n]);
+            lattice.filter(&a, 1, &mut wa).unwrap();
+            lattice.filter(&b, 1, &mut wb).unwrap();
+            let lhs: f32 = a.iter().zip(&wb).map(|(x, y)| x * y).sum();
+            let rhs: f32 = wa.iter().zip(&b).map(|(x, y)| x * y).sum();
+            // Measured: about 1.2 % here.
+            assert!((lhs - rhs).abs() <= 0.03 * lhs.abs(), "{lhs} vs {rhs}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -802,9 +823,10 @@ mod tests {
             }
         }
 
-        /// W is symmetric up to the order of the blur steps: ⟨a, W b⟩ ≈ ⟨W a, b⟩.
+        /// `filter_transposed` is the exact adjoint of `filter` for any points and values,
+        /// and the filter of non-negative values is non-negative and finite.
         #[test]
-        fn filter_is_nearly_symmetric(
+        fn transpose_is_adjoint_for_random_points(
             d in 1usize..6,
             n in 2usize..50,
             seed in any::<u64>(),
@@ -814,15 +836,14 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|_| lcg(&mut s)).collect();
             let b: Vec<f32> = (0..n).map(|_| lcg(&mut s)).collect();
             let lattice = Permutohedral::new(&f, d).unwrap();
-            let (mut wa, mut wb) = (vec![0f32; n], vec![0f32; n]);
-            lattice.filter(&a, 1, &mut wa).unwrap();
+            let (mut wta, mut wb) = (vec![0f32; n], vec![0f32; n]);
+            lattice.filter_transposed(&a, 1, &mut wta).unwrap();
             lattice.filter(&b, 1, &mut wb).unwrap();
             let lhs: f32 = a.iter().zip(&wb).map(|(x, y)| x * y).sum();
-            let rhs: f32 = wa.iter().zip(&b).map(|(x, y)| x * y).sum();
-            prop_assert!((lhs - rhs).abs() <= 0.05 * lhs.abs().max(rhs.abs()) + 1e-5,
+            let rhs: f32 = wta.iter().zip(&b).map(|(x, y)| x * y).sum();
+            prop_assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(rhs.abs()) + 1e-6,
                 "{} vs {}", lhs, rhs);
-            // Outputs of non-negative inputs are non-negative and finite.
-            prop_assert!(wa.iter().all(|v| v.is_finite() && *v >= 0.0));
+            prop_assert!(wb.iter().all(|v| v.is_finite() && *v >= 0.0));
         }
     }
 }
