@@ -406,7 +406,33 @@ impl Permutohedral {
         self.compute(input, channels, output, true)
     }
 
+    /// [`Permutohedral::filter`] reusing the lattice buffers of `scratch` between calls
+    /// (iterative callers such as mean-field inference avoid re-allocating O(M·V) memory).
+    ///
+    /// # Shapes
+    /// As [`Permutohedral::filter`].
+    pub fn filter_with(
+        &self,
+        input: &[f32],
+        channels: usize,
+        output: &mut [f32],
+        scratch: &mut FilterScratch,
+    ) -> Result<()> {
+        self.compute_with(input, channels, output, false, scratch)
+    }
+
     fn compute(&self, input: &[f32], vs: usize, output: &mut [f32], reverse: bool) -> Result<()> {
+        self.compute_with(input, vs, output, reverse, &mut FilterScratch::default())
+    }
+
+    fn compute_with(
+        &self,
+        input: &[f32],
+        vs: usize,
+        output: &mut [f32],
+        reverse: bool,
+        buffers: &mut FilterScratch,
+    ) -> Result<()> {
         if vs == 0 {
             bail!("permutohedral filter: at least one value channel is needed");
         }
@@ -419,9 +445,13 @@ impl Permutohedral {
             );
         }
         let (m, d1) = (self.m, self.d + 1);
-        // Row m is the zero row standing for missing neighbours.
-        let mut values = vec![0f32; (m + 1) * vs];
-        let mut scratch = vec![0f32; (m + 1) * vs];
+        // Row m is the zero row standing for missing neighbours; every other row is
+        // overwritten by the splat and each blur step.
+        let FilterScratch { values, scratch } = buffers;
+        for buf in [&mut *values, &mut *scratch] {
+            buf.resize((m + 1) * vs, 0.0);
+            buf[m * vs..].fill(0.0);
+        }
 
         // Splat (gather over each vertex's points).
         values[..m * vs]
@@ -430,6 +460,7 @@ impl Permutohedral {
             .for_each(|(c, rows)| {
                 for (r, row) in rows.chunks_exact_mut(vs).enumerate() {
                     let v = c * CHUNK + r;
+                    row.fill(0.0);
                     let (a, b) = (
                         self.splat_start[v] as usize,
                         self.splat_start[v + 1] as usize,
@@ -447,7 +478,7 @@ impl Permutohedral {
         for step in 0..d1 {
             let j = if reverse { d1 - 1 - step } else { step };
             let dir = &self.neighbours[j * m..(j + 1) * m];
-            let old = &values;
+            let old = &*values;
             scratch[..m * vs]
                 .par_chunks_mut(CHUNK * vs)
                 .enumerate()
@@ -463,7 +494,7 @@ impl Permutohedral {
                         }
                     }
                 });
-            std::mem::swap(&mut values, &mut scratch);
+            std::mem::swap(values, scratch);
         }
 
         // Slice with the magic scale α = 1/(1 + 2^−d).
@@ -487,6 +518,13 @@ impl Permutohedral {
             });
         Ok(())
     }
+}
+
+/// Reusable buffers of [`Permutohedral::filter_with`] (two lattice value arrays).
+#[derive(Debug, Clone, Default)]
+pub struct FilterScratch {
+    values: Vec<f32>,
+    scratch: Vec<f32>,
 }
 
 /// Which implementation computes the Gaussian filter `u_i = Σ_j exp(−½‖f_i − f_j‖²) v_j`.
@@ -570,8 +608,22 @@ impl GaussianFilter {
     /// # Cost
     /// Lattice O((N + M)·(d+1)·V); exact O(N²·(d+V)) time, O(V) extra memory per thread.
     pub fn filter(&self, input: &[f32], channels: usize, output: &mut [f32]) -> Result<()> {
+        self.filter_with(input, channels, output, &mut FilterScratch::default())
+    }
+
+    /// [`GaussianFilter::filter`] reusing `scratch` (lattice only).
+    ///
+    /// # Shapes
+    /// As [`GaussianFilter::filter`].
+    pub fn filter_with(
+        &self,
+        input: &[f32],
+        channels: usize,
+        output: &mut [f32],
+        scratch: &mut FilterScratch,
+    ) -> Result<()> {
         match self {
-            Self::Permutohedral(l) => l.filter(input, channels, output),
+            Self::Permutohedral(l) => l.filter_with(input, channels, output, scratch),
             Self::Exact { features, d } => {
                 exact_gaussian_filter(features, *d, input, channels, output)
             }

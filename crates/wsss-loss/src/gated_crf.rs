@@ -168,7 +168,7 @@ fn image_terms(
                             let t = a[c] - b[c];
                             d2 += t * t;
                         }
-                        v += kern.weight * (-0.5 * d2).exp();
+                        v += kern.weight * wsss_core::fastmath::exp(-0.5 * d2);
                     }
                     *out = v;
                 }

@@ -25,7 +25,8 @@
 
 use candle_core::{bail, DType, Result, Tensor};
 use rayon::prelude::*;
-use wsss_core::permutohedral::{FilterKind, GaussianFilter};
+use wsss_core::fastmath;
+use wsss_core::permutohedral::{FilterKind, FilterScratch, GaussianFilter};
 
 /// Rows per rayon task in the per-pixel loops.
 const CHUNK: usize = 1024;
@@ -197,7 +198,7 @@ fn softmax_rows(xs: &mut [f32], k: usize) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for v in row.iter_mut() {
-                *v = (*v - max).exp();
+                *v = fastmath::exp(*v - max);
                 sum += *v;
             }
             for v in row.iter_mut() {
@@ -210,6 +211,7 @@ fn softmax_rows(xs: &mut [f32], k: usize) {
 /// One prepared kernel: filter, symmetric normalisation D^−½ and Potts weight.
 struct Pairwise {
     filter: GaussianFilter,
+    scratch: FilterScratch,
     norm: Vec<f32>,
     compat: f32,
 }
@@ -225,6 +227,7 @@ impl Pairwise {
         }
         Ok(Self {
             filter,
+            scratch: FilterScratch::default(),
             norm,
             compat,
         })
@@ -232,7 +235,7 @@ impl Pairwise {
 
     /// `logits += compat · D^−½ K D^−½ q`, with `tmp`/`filtered` as scratch.
     fn add_message(
-        &self,
+        &mut self,
         q: &[f32],
         k: usize,
         tmp: &mut [f32],
@@ -251,7 +254,8 @@ impl Pairwise {
                     }
                 }
             });
-        self.filter.filter(tmp, k, filtered)?;
+        self.filter
+            .filter_with(tmp, k, filtered, &mut self.scratch)?;
         let compat = self.compat;
         logits
             .par_chunks_mut(CHUNK * k)
@@ -355,7 +359,7 @@ pub fn dense_crf(
         let mut logits = vec![0f32; n * k];
         for _ in 0..config.iterations {
             logits.copy_from_slice(&neg_unary);
-            for p in &pairwise {
+            for p in &mut pairwise {
                 p.add_message(&q, k, &mut tmp, &mut filtered, &mut logits)?;
             }
             softmax_rows(&mut logits, k);
