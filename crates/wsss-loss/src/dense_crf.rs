@@ -27,8 +27,9 @@
 //! O(N²·K) time, O(N·K) memory.
 //!
 //! Measured medians (criterion `--quick`, `benches/benches/losses.rs`, K = 21, forward +
-//! backward, 1 thread, shared 2-core VM): 320x320 172 ms at scale 1, 135 ms at scale 0.5;
-//! 128x128 21 / 16 ms (before the 2-tap downscale op; see the project notes).
+//! backward, 1 thread, shared 2-core VM under varying load, so ±40 %): 320x320 172–238 ms
+//! at scale 1 and 64–95 ms at scale 0.5 (rloss's C++: about 117 / 37 ms); 128x128 21–64 /
+//! 11–16 ms.
 
 use std::sync::{Arc, Mutex};
 
