@@ -6,6 +6,7 @@
 //!   differentiable by candle's autograd.
 //! - [`IGNORE`]: the label value that means "no label" in masks, scribbles and pseudo labels.
 //! - [`device`]: choosing a candle device from a user string.
+//! - [`fastmath`]: a vectorisable `exp` for pixel kernels.
 //! - [`permutohedral`]: the permutohedral lattice (Adams et al. 2010) for fast
 //!   high-dimensional Gaussian filtering, shared by dense CRF inference and the dense CRF loss.
 //!
@@ -20,6 +21,7 @@
 //! ```
 
 pub mod device;
+pub mod fastmath;
 pub mod permutohedral;
 pub mod random;
 pub mod resize;
