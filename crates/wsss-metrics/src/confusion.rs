@@ -176,7 +176,11 @@ impl ConfusionMatrix {
     /// Accumulates many images in parallel (rayon): `load(item)` yields one image's
     /// `(pred, gt)` maps, which are dropped after counting, so memory is O(C² · threads)
     /// whatever the number of images.
-    pub fn par_accumulate<T, F, E>(num_classes: usize, items: &[T], load: F) -> std::result::Result<Self, E>
+    pub fn par_accumulate<T, F, E>(
+        num_classes: usize,
+        items: &[T],
+        load: F,
+    ) -> std::result::Result<Self, E>
     where
         T: Sync,
         F: Fn(&T) -> std::result::Result<(Vec<u8>, Vec<u8>), E> + Sync,

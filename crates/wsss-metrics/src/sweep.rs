@@ -57,7 +57,8 @@ impl ThresholdSweep {
         if thresholds.is_empty() {
             return Err(MetricsError::Sweep("no thresholds".into()));
         }
-        if thresholds.iter().any(|t| !t.is_finite()) || thresholds.windows(2).any(|w| w[0] >= w[1]) {
+        if thresholds.iter().any(|t| !t.is_finite()) || thresholds.windows(2).any(|w| w[0] >= w[1])
+        {
             return Err(MetricsError::Sweep(
                 "thresholds must be finite and strictly increasing".into(),
             ));
@@ -164,15 +165,21 @@ impl ThresholdSweep {
         };
         let total = items
             .par_iter()
-            .try_fold(empty, |mut s, item| -> std::result::Result<ThresholdSweep, E> {
-                let (cams, labels, gt) = load(item)?;
-                s.update(&cams, &labels, &gt)?;
-                Ok(s)
-            })
-            .try_reduce(empty, |mut a, b| -> std::result::Result<ThresholdSweep, E> {
-                a.merge(&b)?;
-                Ok(a)
-            })?;
+            .try_fold(
+                empty,
+                |mut s, item| -> std::result::Result<ThresholdSweep, E> {
+                    let (cams, labels, gt) = load(item)?;
+                    s.update(&cams, &labels, &gt)?;
+                    Ok(s)
+                },
+            )
+            .try_reduce(
+                empty,
+                |mut a, b| -> std::result::Result<ThresholdSweep, E> {
+                    a.merge(&b)?;
+                    Ok(a)
+                },
+            )?;
         self.merge(&total)?;
         Ok(())
     }

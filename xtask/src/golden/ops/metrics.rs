@@ -9,8 +9,16 @@ use super::{Case, Outputs};
 pub fn confusion(case: &Case) -> Result<Outputs> {
     let num_classes: usize = case.param("num_classes")?;
     let pred_ignore: Option<u8> = case.param_or("pred_ignore_index", None)?;
-    let pred = case.input(0)?.flatten_all()?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
-    let gt = case.input(1)?.flatten_all()?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
+    let pred = case
+        .input(0)?
+        .flatten_all()?
+        .to_dtype(DType::U8)?
+        .to_vec1::<u8>()?;
+    let gt = case
+        .input(1)?
+        .flatten_all()?
+        .to_dtype(DType::U8)?
+        .to_vec1::<u8>()?;
     match pred_ignore {
         None | Some(IGNORE) => {}
         Some(other) => bail!("pred_ignore_index {other} unsupported (only 255)"),
@@ -29,7 +37,10 @@ pub fn confusion(case: &Case) -> Result<Outputs> {
             "confusion".to_string(),
             Tensor::from_vec(counts, (num_classes, num_classes), dev)?,
         ),
-        ("iou".to_string(), Tensor::from_vec(s.iou.clone(), num_classes, dev)?),
+        (
+            "iou".to_string(),
+            Tensor::from_vec(s.iou.clone(), num_classes, dev)?,
+        ),
         ("miou".to_string(), scalar(s.miou)?),
         ("pixel_acc".to_string(), scalar(s.pixel_acc)?),
         ("mean_acc".to_string(), scalar(s.mean_acc)?),
