@@ -1,5 +1,7 @@
 //! Subcommands of the `wsss` binary, one module each.
 
+mod data;
+mod eval;
 mod vit;
 mod weights;
 
@@ -21,6 +23,11 @@ enum Command {
     /// The ViT backbone: run a forward and print attention-map statistics.
     #[command(subcommand)]
     Vit(vit::VitCommand),
+    /// Datasets: generate the embedded scenes benchmark.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Score predicted label maps against ground truth (mIoU table, metrics.json).
+    Eval(eval::EvalArgs),
 }
 
 impl Cli {
@@ -29,6 +36,8 @@ impl Cli {
         match self.command {
             Command::Weights(cmd) => cmd.run(),
             Command::Vit(cmd) => cmd.run(),
+            Command::Data(cmd) => cmd.run(),
+            Command::Eval(args) => args.run(),
         }
     }
 }
