@@ -396,21 +396,23 @@ fn compose(assets: &Assets, cfg: &ScenesConfig, val: bool, rng: &mut ChaCha8Rng)
                 if d[i] < 2 {
                     continue;
                 }
-                let mut neighbours_higher = 0;
-                for (dx, dy) in [(-1i64, 0i64), (1, 0), (0, -1), (0, 1)] {
+                let at = |dx: i64, dy: i64| -> u32 {
                     let (xx, yy) = (x as i64 + dx, y as i64 + dy);
-                    if xx >= 0 && yy >= 0 && xx < w as i64 && yy < h as i64 {
-                        if d[(yy as usize) * w + xx as usize] > d[i] {
-                            neighbours_higher += 1;
-                        }
+                    if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
+                        0
+                    } else {
+                        d[yy as usize * w + xx as usize]
                     }
-                }
-                if neighbours_higher == 0 {
+                };
+                // A ridge point: a strict maximum across the ridge, horizontally or
+                // vertically (plateaus of width 2 keep one side).
+                let ridge_here = (at(-1, 0) <= d[i] && at(1, 0) < d[i])
+                    || (at(0, -1) <= d[i] && at(0, 1) < d[i]);
+                if ridge_here && d[i] >= 3 {
                     ridge.push((x as i64, y as i64));
                 }
             }
         }
-        // Thin long ridges: keep every other ridge point to bound the scribble area.
         for (x, y) in ridge {
             brush(&mut scribble, &allowed, x, y, label);
         }
