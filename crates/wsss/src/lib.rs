@@ -11,6 +11,7 @@
 
 pub use wsss_cam as cam;
 pub use wsss_core as core;
+pub use wsss_data as data;
 pub use wsss_metrics as metrics;
 pub use wsss_vit as vit;
 

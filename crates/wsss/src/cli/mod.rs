@@ -1,6 +1,8 @@
 //! Subcommands of the `wsss` binary, one module each.
 
 mod cam;
+mod data;
+mod eval;
 mod vit;
 mod weights;
 
@@ -24,6 +26,11 @@ enum Command {
     Vit(vit::VitCommand),
     /// CAMs of one image: safetensors scores and a heat-map overlay.
     Cam(cam::CamArgs),
+    /// Datasets: generate the embedded scenes benchmark.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Score predicted label maps against ground truth (mIoU table, metrics.json).
+    Eval(eval::EvalArgs),
 }
 
 impl Cli {
@@ -33,6 +40,8 @@ impl Cli {
             Command::Weights(cmd) => cmd.run(),
             Command::Vit(cmd) => cmd.run(),
             Command::Cam(args) => args.run(),
+            Command::Data(cmd) => cmd.run(),
+            Command::Eval(args) => args.run(),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod cam;
 mod crf;
 mod loss;
+mod metrics;
 mod refine;
 mod resize;
 mod vit;
@@ -38,11 +39,13 @@ pub const KNOWN_OPS: &[&str] = &[
     "cam.getam",
     "cam.weaktr",
     "aream.cam",
+    "metrics.confusion",
 ];
 
 /// Runs `case` through the adapter of its op.
 pub fn run(case: &Case) -> Result<Outputs> {
     match case.spec.op.as_str() {
+        "metrics.confusion" => metrics::confusion(case),
         "ops.resize" => resize::resize(case),
         "vit.forward" => vit::forward(case),
         "label.threshold" => refine::threshold(case),
