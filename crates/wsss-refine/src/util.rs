@@ -2,17 +2,20 @@
 
 use candle_core::{bail, DType, Device, Result, Tensor};
 
+/// All values of `xs`, row-major, as f32 on the CPU.
+fn cpu_f32(xs: &Tensor) -> Result<Vec<f32>> {
+    xs.to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()
+}
+
 /// The planes of a `[K, H, W]` tensor as one f32 buffer, with `(K, H, W)`.
 pub(crate) fn planes3(xs: &Tensor, what: &str) -> Result<(Vec<f32>, (usize, usize, usize))> {
     let Ok(dims) = xs.dims3() else {
         bail!("{what} must have shape [K, H, W], got {:?}", xs.dims())
     };
-    let data = xs
-        .to_device(&Device::Cpu)?
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    Ok((data, dims))
+    Ok((cpu_f32(xs)?, dims))
 }
 
 /// `(B, C, H, W)`.
@@ -23,12 +26,7 @@ pub(crate) fn planes4(xs: &Tensor, what: &str) -> Result<(Vec<f32>, Dims4)> {
     let Ok(dims) = xs.dims4() else {
         bail!("{what} must have shape [B, C, H, W], got {:?}", xs.dims())
     };
-    let data = xs
-        .to_device(&Device::Cpu)?
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    Ok((data, dims))
+    Ok((cpu_f32(xs)?, dims))
 }
 
 /// Checks that `classes` are distinct foreground indices below 254 (so `c + 1` stays clear

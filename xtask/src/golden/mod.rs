@@ -99,6 +99,18 @@ impl Case {
             .collect()
     }
 
+    /// The ViT described by `params.model`, built from the case's weights (strict keys).
+    pub fn vit(&self) -> Result<wsss_vit::Vit> {
+        let cfg: wsss_vit::Config = self.param("model")?;
+        Ok(wsss_vit::Vit::from_state_dict(
+            &cfg,
+            self.weights(),
+            wsss_vit::Strictness::Strict,
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )?)
+    }
+
     /// A parameter deserialised from `params[key]`.
     pub fn param<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<T> {
         let value = self

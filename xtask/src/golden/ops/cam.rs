@@ -4,7 +4,7 @@ use anyhow::Result;
 use candle_core::{DType, Device};
 use wsss_cam::aream::{aream_cam, AffinityMode, AreamConfig};
 use wsss_cam::{AafConfig, ClassicCam, Getam, GetamStrategy, WeakTr};
-use wsss_vit::{Config, Strictness, Vit};
+use wsss_vit::Config;
 
 use super::{Case, Outputs};
 
@@ -20,15 +20,8 @@ pub fn classic(case: &Case) -> Result<Outputs> {
 }
 
 pub fn getam(case: &Case) -> Result<Outputs> {
-    let cfg: Config = case.param("model")?;
+    let vit = case.vit()?;
     let start: usize = case.param("start_layer")?;
-    let vit = Vit::from_state_dict(
-        &cfg,
-        case.weights(),
-        Strictness::Strict,
-        DType::F32,
-        &Device::Cpu,
-    )?;
     let classes: Vec<usize> = case
         .input(1)?
         .to_vec1::<i64>()?

@@ -1,20 +1,12 @@
 //! `vit.forward`: logits, tokens and per-layer attention of the backbone.
 
 use anyhow::Result;
-use candle_core::{DType, Device};
-use wsss_vit::{Config, Strictness, Taps, Vit};
+use wsss_vit::Taps;
 
 use super::{Case, Outputs};
 
 pub fn forward(case: &Case) -> Result<Outputs> {
-    let cfg: Config = case.param("model")?;
-    let vit = Vit::from_state_dict(
-        &cfg,
-        case.weights(),
-        Strictness::Strict,
-        DType::F32,
-        &Device::Cpu,
-    )?;
+    let vit = case.vit()?;
     let out = vit.forward_tapped(case.input(0)?, Taps::attention())?;
     let mut outputs: Outputs = [("tokens".to_string(), out.tokens)].into();
     if let Some(logits) = out.logits {
