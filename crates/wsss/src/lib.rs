@@ -15,5 +15,6 @@ pub use wsss_data as data;
 pub use wsss_metrics as metrics;
 pub use wsss_vit as vit;
 
+pub mod report;
 pub mod train;
 pub mod weights;
