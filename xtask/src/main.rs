@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// Where `cargo xtask reproduce` writes by default.
+const DEFAULT_OUT: &str = "runs/scenes";
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -36,7 +39,7 @@ enum Task {
         #[arg(default_value = "scenes")]
         dataset: String,
         /// Run folder.
-        #[arg(long, default_value = "runs/scenes")]
+        #[arg(long, default_value = DEFAULT_OUT)]
         out: PathBuf,
         /// The smallest meaningful run (CI smoke).
         #[arg(long)]
@@ -93,10 +96,17 @@ fn main() -> Result<ExitCode> {
                 anyhow::bail!("`{dataset}`: only `scenes` is wired so far (voc and coco come with the training stages)");
             }
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            xtask::reproduce::scenes(
+            let update_readme = !quick && out == std::path::Path::new(DEFAULT_OUT);
+            let report = xtask::reproduce::scenes::scenes(
                 &root,
-                &xtask::reproduce::ReproduceOptions { out, quick, seed },
+                &xtask::reproduce::ReproduceOptions {
+                    out,
+                    quick,
+                    seed,
+                    update_readme,
+                },
             )?;
+            println!("report: {}", report.join("report.html").display());
             Ok(ExitCode::SUCCESS)
         }
         Task::Bench { features, filter } => {

@@ -1,0 +1,341 @@
+//! Cached pipeline stages: each stage is one command whose outputs live in its own folder,
+//! with a `stage.json` written (atomically) only after the command succeeded.
+//!
+//! A stage is skipped when its `stage.json` holds the same key: a hash of the command line,
+//! the contents of its input files (configs) and the run ids of the stages it depends on.
+//! Every run gets a fresh run id, so re-running a stage (because its output was deleted or
+//! its config changed) re-runs everything after it. A stage whose key changed has its folder
+//! cleared first (stale outputs); a stage killed mid-way has no `stage.json`, and its folder
+//! is kept so resumable commands (per-image stages, training with `--resume`) go on where
+//! they stopped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One command of the pipeline.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// Unique name, e.g. `weaktr/train`.
+    pub name: String,
+    /// The stage's output folder (holds `stage.json`).
+    pub dir: PathBuf,
+    /// The program to run.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Files whose contents enter the cache key (configs).
+    pub inputs: Vec<PathBuf>,
+    /// Names of earlier stages whose outputs this one reads.
+    pub after: Vec<String>,
+    /// Extra arguments appended when the folder holds a partial earlier run
+    /// (e.g. `--resume`).
+    pub resume_args: Vec<String>,
+}
+
+/// What `stage.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// The cache key the outputs were made with.
+    pub key: String,
+    /// Fresh per run; downstream keys include it.
+    pub run_id: String,
+    /// Wall-clock seconds of the run.
+    pub wall_s: f64,
+    /// Peak resident memory of the command in MiB (Linux `VmHWM`), when it could be read.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// How a stage ended in this invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Stage name.
+    pub name: String,
+    /// Its record.
+    pub record: StageRecord,
+    /// True when the outputs were reused.
+    pub cached: bool,
+}
+
+/// Runs stages in order, remembering their records for the stages after them.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    records: HashMap<String, StageRecord>,
+    outcomes: Vec<Outcome>,
+}
+
+const RECORD: &str = "stage.json";
+
+fn read_record(dir: &Path) -> Option<StageRecord> {
+    let text = std::fs::read_to_string(dir.join(RECORD)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_record(dir: &Path, record: &StageRecord) -> Result<()> {
+    let path = dir.join(RECORD);
+    let tmp = dir.join(format!("{RECORD}.tmp"));
+    std::fs::write(&tmp, serde_json::to_string_pretty(record)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Peak resident set size of a running process in MiB (`VmHWM` of /proc; Linux only).
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+impl Pipeline {
+    /// An empty pipeline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The outcomes so far, in order.
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// The cache key of `stage` given the records of the stages before it.
+    pub fn key(&self, stage: &StageSpec) -> Result<String> {
+        let mut hash = Sha256::new();
+        hash.update(stage.name.as_bytes());
+        hash.update([0]);
+        let program = stage.program.file_name().unwrap_or_default();
+        hash.update(program.as_encoded_bytes());
+        for arg in &stage.args {
+            hash.update([0]);
+            hash.update(arg.as_bytes());
+        }
+        for input in &stage.inputs {
+            let bytes = std::fs::read(input)
+                .with_context(|| format!("stage {}: reading {}", stage.name, input.display()))?;
+            hash.update([1]);
+            hash.update(&bytes);
+        }
+        for upstream in &stage.after {
+            let Some(record) = self.records.get(upstream) else {
+                bail!(
+                    "stage {} depends on {upstream}, which has not run",
+                    stage.name
+                );
+            };
+            hash.update([2]);
+            hash.update(record.run_id.as_bytes());
+        }
+        Ok(format!("{:x}", hash.finalize()))
+    }
+
+    /// Runs `stage` unless its outputs are current; returns its outcome.
+    pub fn run(&mut self, stage: &StageSpec) -> Result<Outcome> {
+        let key = self.key(stage)?;
+        let previous = read_record(&stage.dir);
+        let outcome = match previous {
+            Some(record) if record.key == key => {
+                println!("[{}] cached ({})", stage.name, stage.dir.display());
+                Outcome {
+                    name: stage.name.clone(),
+                    record,
+                    cached: true,
+                }
+            }
+            previous => {
+                if previous.is_some() && stage.dir.exists() {
+                    // Made with another config or from other inputs: stale.
+                    std::fs::remove_dir_all(&stage.dir)
+                        .with_context(|| format!("clearing {}", stage.dir.display()))?;
+                }
+                let partial = stage.dir.exists();
+                std::fs::create_dir_all(&stage.dir)
+                    .with_context(|| format!("creating {}", stage.dir.display()))?;
+                let mut args = stage.args.clone();
+                if partial {
+                    args.extend(stage.resume_args.iter().cloned());
+                }
+                let record = execute(stage, &args, key)?;
+                write_record(&stage.dir, &record)?;
+                Outcome {
+                    name: stage.name.clone(),
+                    record,
+                    cached: false,
+                }
+            }
+        };
+        self.records
+            .insert(stage.name.clone(), outcome.record.clone());
+        self.outcomes.push(outcome.clone());
+        Ok(outcome)
+    }
+}
+
+fn execute(stage: &StageSpec, args: &[String], key: String) -> Result<StageRecord> {
+    println!(
+        "[{}] {} {}",
+        stage.name,
+        stage.program.file_name().unwrap_or_default().to_string_lossy(),
+        args.join(" ")
+    );
+    let start = Instant::now();
+    let mut child = Command::new(&stage.program)
+        .args(args)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "stage {}: starting {}",
+                stage.name,
+                stage.program.display()
+            )
+        })?;
+    let mut peak = None;
+    let status = loop {
+        if let Some(mib) = peak_rss_mib(child.id()) {
+            peak = Some(mib);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !status.success() {
+        bail!(
+            "stage {} failed ({status}); its folder {} is kept, re-run to resume",
+            stage.name,
+            stage.dir.display()
+        );
+    }
+    let wall_s = start.elapsed().as_secs_f64();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let run_id = format!(
+        "{:x}",
+        Sha256::digest(format!("{key}/{nanos}/{}", std::process::id()))
+    );
+    println!("[{}] done in {wall_s:.1} s", stage.name);
+    Ok(StageRecord {
+        key,
+        run_id: run_id[..16].to_string(),
+        wall_s,
+        peak_rss_mib: peak,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stage that appends a line to `log` and writes `out/file`.
+    fn stage(root: &Path, name: &str, after: &[&str], text: &str) -> StageSpec {
+        let dir = root.join(name);
+        StageSpec {
+            name: name.into(),
+            dir: dir.clone(),
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                format!(
+                    "echo {name} >> {log} && echo {text} > {out}",
+                    log = root.join("log").display(),
+                    out = dir.join("file").display()
+                ),
+            ],
+            inputs: vec![],
+            after: after.iter().map(|s| s.to_string()).collect(),
+            resume_args: vec![],
+        }
+    }
+
+    fn run_all(specs: &[StageSpec]) -> Vec<bool> {
+        let mut pipeline = Pipeline::new();
+        specs
+            .iter()
+            .map(|s| pipeline.run(s).unwrap().cached)
+            .collect()
+    }
+
+    fn log(root: &Path) -> Vec<String> {
+        std::fs::read_to_string(root.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn rerun_is_cached_and_deleting_a_stage_reruns_it_and_what_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let specs = [
+            stage(root, "a", &[], "1"),
+            stage(root, "b", &["a"], "2"),
+            stage(root, "c", &["b"], "3"),
+        ];
+        assert_eq!(run_all(&specs), [false, false, false]);
+        assert_eq!(run_all(&specs), [true, true, true]);
+        assert_eq!(log(root), ["a", "b", "c"]);
+        std::fs::remove_dir_all(root.join("b")).unwrap();
+        assert_eq!(run_all(&specs), [true, false, false]);
+        assert_eq!(log(root), ["a", "b", "c", "b", "c"]);
+    }
+
+    #[test]
+    fn a_changed_command_clears_stale_outputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        run_all(&[stage(root, "a", &[], "old")]);
+        std::fs::write(root.join("a/stale"), "x").unwrap();
+        assert_eq!(run_all(&[stage(root, "a", &[], "new")]), [false]);
+        assert!(!root.join("a/stale").exists());
+        assert_eq!(
+            std::fs::read_to_string(root.join("a/file")).unwrap(),
+            "new\n"
+        );
+    }
+
+    #[test]
+    fn a_changed_input_file_reruns_and_a_partial_run_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let config = root.join("config.toml");
+        std::fs::write(&config, "lr = 1").unwrap();
+        let mut spec = stage(root, "a", &[], "x");
+        spec.inputs = vec![config.clone()];
+        spec.resume_args = vec!["--resume".into()];
+        assert_eq!(run_all(std::slice::from_ref(&spec)), [false]);
+        std::fs::write(&config, "lr = 2").unwrap();
+        assert_eq!(run_all(std::slice::from_ref(&spec)), [false]);
+        // A kill leaves the folder without stage.json: the next run gets --resume, which
+        // `sh -c` passes as $0 (harmless) while we check it is not treated as stale.
+        std::fs::remove_file(root.join("a/stage.json")).unwrap();
+        std::fs::write(root.join("a/partial"), "kept").unwrap();
+        assert_eq!(run_all(std::slice::from_ref(&spec)), [false]);
+        assert!(root.join("a/partial").exists());
+    }
+
+    #[test]
+    fn a_failing_stage_writes_no_record_and_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = stage(dir.path(), "bad", &[], "x");
+        spec.args = vec!["-c".into(), "exit 3".into()];
+        let err = Pipeline::new().run(&spec).unwrap_err();
+        assert!(err.to_string().contains("stage bad failed"), "{err}");
+        assert!(!dir.path().join("bad/stage.json").exists());
+    }
+
+    #[test]
+    fn a_missing_upstream_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Pipeline::new()
+            .run(&stage(dir.path(), "b", &["a"], "x"))
+            .unwrap_err();
+        assert!(err.to_string().contains("depends on a"), "{err}");
+    }
+}
