@@ -3,3 +3,4 @@
 pub mod bench;
 pub mod golden;
 pub mod reproduce;
+pub mod screenshot;

@@ -48,6 +48,20 @@ enum Task {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Open a report.html in headless Chromium, save a screenshot, check it shows content.
+    Screenshot {
+        /// The HTML file.
+        html: PathBuf,
+        /// Where the PNG goes.
+        #[arg(long, default_value = "report-screenshot.png")]
+        out: PathBuf,
+        /// Window width.
+        #[arg(long, default_value_t = 1400)]
+        width: u32,
+        /// Window height.
+        #[arg(long, default_value_t = 2400)]
+        height: u32,
+    },
     /// Run the criterion benches and write docs/results/bench-<device>.md.
     Bench {
         /// Cargo features for the benches (`cuda` or `metal`).
@@ -107,6 +121,26 @@ fn main() -> Result<ExitCode> {
                 },
             )?;
             println!("report: {}", report.join("report.html").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Screenshot {
+            html,
+            out,
+            width,
+            height,
+        } => {
+            let check = xtask::screenshot::screenshot(&html, &out, width, height)?;
+            println!(
+                "{}: {:.1} % of pixels inked, {} pixels of the sweep plot's first colour",
+                check.png.display(),
+                100.0 * check.ink,
+                check.plot_pixels
+            );
+            let has_plot = std::fs::read_to_string(&html)?.contains("threshold_sweep");
+            if check.ink < 0.02 || (has_plot && check.plot_pixels == 0) {
+                eprintln!("the page looks blank or its plot did not render");
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Task::Bench { features, filter } => {

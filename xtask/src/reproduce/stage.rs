@@ -196,7 +196,7 @@ fn execute(stage: &StageSpec, args: &[String], key: String) -> Result<StageRecor
         })?;
     let mut peak = None;
     let status = loop {
-        if let Some(mib) = peak_rss_mib(child.id()) {
+        if let Some(mib) = peak_rss_mib(child.id()).filter(|m| *m > 0.0) {
             peak = Some(mib);
         }
         if let Some(status) = child.try_wait()? {
