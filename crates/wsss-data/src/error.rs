@@ -59,6 +59,14 @@ pub enum DataError {
         /// What was expected.
         message: String,
     },
+    /// A dataset tree has missing or corrupt files (each problem names its file).
+    #[error("{root}: {} problem(s) in the dataset:\n  {}{}", problems.len(), problems.iter().take(20).cloned().collect::<Vec<_>>().join("\n  "), if problems.len() > 20 { format!("\n  … and {} more", problems.len() - 20) } else { String::new() })]
+    Layout {
+        /// The dataset root.
+        root: PathBuf,
+        /// One line per problem, each naming its file.
+        problems: Vec<String>,
+    },
     /// Bad arguments or inconsistent in-memory data.
     #[error("{0}")]
     Invalid(String),

@@ -22,6 +22,7 @@ mod classes;
 mod error;
 pub mod image_io;
 pub mod palette;
+pub mod prepare;
 pub mod scenes;
 pub mod transform;
 pub mod voc;

@@ -142,6 +142,10 @@ pub struct ScenesConfig {
     pub mask_threshold: u8,
     /// Background strokes per image.
     pub background_strokes: usize,
+    /// Background stroke length as a fraction of the image side, range.
+    pub background_length: (f32, f32),
+    /// Fraction of the longest skeleton path an object's scribble covers (its middle).
+    pub scribble_length: f32,
 }
 
 impl Default for ScenesConfig {
@@ -155,7 +159,9 @@ impl Default for ScenesConfig {
             objects: (1, 3),
             object_scale: (0.35, 0.65),
             mask_threshold: 24,
-            background_strokes: 2,
+            background_strokes: 1,
+            background_length: (0.2, 0.4),
+            scribble_length: 0.6,
         }
     }
 }
@@ -337,6 +343,115 @@ fn brush(scribble: &mut LabelMap, allowed: &dyn Fn(usize) -> bool, x: i64, y: i6
     }
 }
 
+/// Zhang-Suen thinning (Zhang & Suen, CACM 1984) of a binary image: a one-pixel-wide,
+/// 8-connected skeleton. Cost O(N · iterations).
+fn thin(mut img: Vec<bool>, w: usize, h: usize) -> Vec<bool> {
+    let at = |img: &[bool], x: isize, y: isize| -> bool {
+        x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h && img[y as usize * w + x as usize]
+    };
+    loop {
+        let mut changed = false;
+        for pass in 0..2 {
+            let mut remove = Vec::new();
+            for y in 0..h as isize {
+                for x in 0..w as isize {
+                    if !img[y as usize * w + x as usize] {
+                        continue;
+                    }
+                    // P2..P9 clockwise from north.
+                    let p = [
+                        at(&img, x, y - 1),
+                        at(&img, x + 1, y - 1),
+                        at(&img, x + 1, y),
+                        at(&img, x + 1, y + 1),
+                        at(&img, x, y + 1),
+                        at(&img, x - 1, y + 1),
+                        at(&img, x - 1, y),
+                        at(&img, x - 1, y - 1),
+                    ];
+                    let b = p.iter().filter(|&&v| v).count();
+                    let a = (0..8).filter(|&i| !p[i] && p[(i + 1) % 8]).count();
+                    let (c1, c2) = if pass == 0 {
+                        (!(p[0] && p[2] && p[4]), !(p[2] && p[4] && p[6]))
+                    } else {
+                        (!(p[0] && p[2] && p[6]), !(p[0] && p[4] && p[6]))
+                    };
+                    if (2..=6).contains(&b) && a == 1 && c1 && c2 {
+                        remove.push(y as usize * w + x as usize);
+                    }
+                }
+            }
+            changed |= !remove.is_empty();
+            for i in remove {
+                img[i] = false;
+            }
+        }
+        if !changed {
+            return img;
+        }
+    }
+}
+
+/// The longest shortest path (8-connected) in the largest component of `pixels`, as
+/// flat indices in order: two breadth-first searches (exact on trees, a good
+/// approximation on skeletons with small loops). Cost O(N).
+fn longest_path(pixels: &[bool], w: usize, h: usize) -> Vec<usize> {
+    let neighbours = |i: usize| {
+        let (x, y) = ((i % w) as isize, (i / w) as isize);
+        (-1isize..=1)
+            .flat_map(move |dy| (-1isize..=1).map(move |dx| (dx, dy)))
+            .filter(|&d| d != (0, 0))
+            .map(move |(dx, dy)| (x + dx, y + dy))
+            .filter(|&(xx, yy)| xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h)
+            .map(move |(xx, yy)| yy as usize * w + xx as usize)
+    };
+    let bfs = |start: usize| -> (usize, Vec<usize>, usize) {
+        let mut parent = vec![usize::MAX; w * h];
+        let mut queue = std::collections::VecDeque::from([start]);
+        parent[start] = start;
+        let (mut last, mut count) = (start, 0);
+        while let Some(i) = queue.pop_front() {
+            last = i;
+            count += 1;
+            for j in neighbours(i) {
+                if pixels[j] && parent[j] == usize::MAX {
+                    parent[j] = i;
+                    queue.push_back(j);
+                }
+            }
+        }
+        (last, parent, count)
+    };
+    // The largest component: try each unvisited pixel once.
+    let mut seen = vec![false; w * h];
+    let mut best: Option<(usize, usize)> = None;
+    for i in 0..w * h {
+        if pixels[i] && !seen[i] {
+            let (_, parent, count) = bfs(i);
+            for (j, &p) in parent.iter().enumerate() {
+                if p != usize::MAX {
+                    seen[j] = true;
+                }
+            }
+            if best.is_none_or(|(_, c)| count > c) {
+                best = Some((i, count));
+            }
+        }
+    }
+    let Some((seed, _)) = best else {
+        return Vec::new();
+    };
+    let (a, _, _) = bfs(seed);
+    let (b, parent, _) = bfs(a);
+    let mut path = vec![b];
+    let mut i = b;
+    while i != a {
+        i = parent[i];
+        path.push(i);
+    }
+    path
+}
+
 /// Composes one scene.
 fn compose(assets: &Assets, cfg: &ScenesConfig, val: bool, rng: &mut ChaCha8Rng) -> Scene {
     let size = cfg.size;
@@ -375,46 +490,36 @@ fn compose(assets: &Assets, cfg: &ScenesConfig, val: bool, rng: &mut ChaCha8Rng)
             instance[y as usize * w + x as usize] = obj as u8 + 1;
         }
     }
-    // Scribbles: the skeleton of each visible instance (ridge of the distance transform,
-    // at least 2 px from its border), brushed with width 3 inside the instance.
+    // Scribbles: one stroke per visible instance, along the central part of the longest
+    // path of its skeleton (Zhang-Suen thinning of the instance eroded by 1 px, so that the
+    // 3 px brush stays inside), like a ScribbleSup annotator's single stroke.
     let mut scribble = LabelMap::filled(size, size, 255);
     for obj in 1..=n_objects as u8 {
         let inside: Vec<bool> = instance.iter().map(|&i| i == obj).collect();
-        if !inside.iter().any(|&b| b) {
+        let Some(first) = inside.iter().position(|&b| b) else {
             continue;
-        }
+        };
+        let label = mask.data[first];
         let d = distance(&inside, w, h);
-        let label = (0..w * h)
-            .find(|&i| inside[i])
-            .map(|i| mask.data[i])
-            .unwrap_or(0);
-        let allowed = |i: usize| inside[i] && d[i] >= 1;
-        let mut ridge = Vec::new();
-        for y in 0..h {
-            for x in 0..w {
-                let i = y * w + x;
-                if d[i] < 2 {
-                    continue;
-                }
-                let at = |dx: i64, dy: i64| -> u32 {
-                    let (xx, yy) = (x as i64 + dx, y as i64 + dy);
-                    if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
-                        0
-                    } else {
-                        d[yy as usize * w + xx as usize]
-                    }
-                };
-                // A ridge point: a strict maximum across the ridge, horizontally or
-                // vertically (plateaus of width 2 keep one side).
-                let ridge_here = (at(-1, 0) <= d[i] && at(1, 0) < d[i])
-                    || (at(0, -1) <= d[i] && at(0, 1) < d[i]);
-                if ridge_here && d[i] >= 3 {
-                    ridge.push((x as i64, y as i64));
-                }
-            }
-        }
-        for (x, y) in ridge {
-            brush(&mut scribble, &allowed, x, y, label);
+        let core: Vec<bool> = d.iter().map(|&v| v >= 2).collect();
+        let allowed = |i: usize| inside[i];
+        let path = if core.iter().any(|&b| b) {
+            longest_path(&thin(core, w, h), w, h)
+        } else {
+            // A sliver: one dot at its deepest pixel, so every object gets a scribble.
+            let i = (0..w * h).max_by_key(|&i| d[i]).unwrap_or(first);
+            vec![i]
+        };
+        let keep = ((path.len() as f32 * cfg.scribble_length).ceil() as usize).clamp(1, path.len());
+        let skip = (path.len() - keep) / 2;
+        for &i in &path[skip..skip + keep] {
+            brush(
+                &mut scribble,
+                &allowed,
+                (i % w) as i64,
+                (i / w) as i64,
+                label,
+            );
         }
     }
     // Background strokes: random segments, kept on background pixels 2+ px from objects.
@@ -427,7 +532,8 @@ fn compose(assets: &Assets, cfg: &ScenesConfig, val: bool, rng: &mut ChaCha8Rng)
             rng.random_range(0..size) as f32,
         );
         let angle = rng.random_range(0.0..std::f32::consts::TAU);
-        let len = size as f32 * rng.random_range(0.2..=0.45f32);
+        let (lo, hi) = cfg.background_length;
+        let len = size as f32 * rng.random_range(lo..=hi.max(lo));
         let steps = len.ceil() as usize;
         for s in 0..=steps {
             let t = s as f32;

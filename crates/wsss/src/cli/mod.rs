@@ -27,10 +27,11 @@ enum Command {
     Vit(vit::VitCommand),
     /// CAMs of one image: safetensors scores and a heat-map overlay.
     Cam(cam::CamArgs),
-    /// Datasets: generate the embedded scenes benchmark.
+    /// Datasets: prepare VOC/SBD, COCO, ScribbleSup; generate the embedded scenes benchmark.
     #[command(subcommand)]
     Data(data::DataCommand),
-    /// Score predicted label maps against ground truth (mIoU table, metrics.json).
+    /// Score predicted label maps against ground truth (mIoU table, metrics.json), merge
+    /// shards, or sweep the background threshold over CAM files (sweep.json).
     Eval(eval::EvalArgs),
     /// Render a run's report (tables, plots, overlays) as report.md and report.html.
     Report(report::ReportArgs),
