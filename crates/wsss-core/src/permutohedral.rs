@@ -412,6 +412,45 @@ impl Permutohedral {
         }
         let d1 = d + 1;
 
+        let (keys, weights) = Self::embed_all(features, d);
+        let (offsets, m, neighbours) = match KeyPacking::new(&keys, d, d as i64) {
+            Some(packing) => Self::index_packed(&keys, d, n, &packing),
+            None => Self::index_general(&keys, d, n),
+        };
+        drop(keys);
+
+        // Counting sort of (point, weight) by vertex for the gather splat.
+        let mut splat_start = vec![0u32; m + 1];
+        for &o in &offsets {
+            splat_start[o as usize + 1] += 1;
+        }
+        for v in 0..m {
+            splat_start[v + 1] += splat_start[v];
+        }
+        let mut fill: Vec<u32> = splat_start[..m].to_vec();
+        let mut splat_entries = vec![(0u32, 0f32); offsets.len()];
+        for (e, (&o, &w)) in offsets.iter().zip(&weights).enumerate() {
+            let slot = &mut fill[o as usize];
+            splat_entries[*slot as usize] = ((e / d1) as u32, w);
+            *slot += 1;
+        }
+
+        Ok(Self {
+            n,
+            d,
+            m,
+            offsets,
+            weights,
+            neighbours,
+            splat_start,
+            splat_entries,
+        })
+    }
+
+    /// The d+1 vertex keys (d coordinates each) and barycentric weights of every point.
+    fn embed_all(features: &[f32], d: usize) -> (Vec<i32>, Vec<f32>) {
+        let n = features.len() / d;
+        let d1 = d + 1;
         // Canonical simplex and scale factors, as densecrf computes them.
         let mut canonical = vec![0i32; d1 * d1];
         for i in 0..d1 {
@@ -445,38 +484,7 @@ impl Permutohedral {
                     embed_point(&features[i * d..(i + 1) * d], &scale, &canonical, k, w);
                 }
             });
-        let (offsets, m, neighbours) = match KeyPacking::new(&keys, d, d as i64) {
-            Some(packing) => Self::index_packed(&keys, d, n, &packing),
-            None => Self::index_general(&keys, d, n),
-        };
-        drop(keys);
-
-        // Counting sort of (point, weight) by vertex for the gather splat.
-        let mut splat_start = vec![0u32; m + 1];
-        for &o in &offsets {
-            splat_start[o as usize + 1] += 1;
-        }
-        for v in 0..m {
-            splat_start[v + 1] += splat_start[v];
-        }
-        let mut fill: Vec<u32> = splat_start[..m].to_vec();
-        let mut splat_entries = vec![(0u32, 0f32); offsets.len()];
-        for (e, (&o, &w)) in offsets.iter().zip(&weights).enumerate() {
-            let slot = &mut fill[o as usize];
-            splat_entries[*slot as usize] = ((e / d1) as u32, w);
-            *slot += 1;
-        }
-
-        Ok(Self {
-            n,
-            d,
-            m,
-            offsets,
-            weights,
-            neighbours,
-            splat_start,
-            splat_entries,
-        })
+        (keys, weights)
     }
 
     /// Vertex indices (insertion order) and blur neighbours with packed `u64` keys.
@@ -1114,6 +1122,29 @@ mod tests {
             // Measured: about 1.2 % here.
             assert!((lhs - rhs).abs() <= 0.03 * lhs.abs(), "{lhs} vs {rhs}");
         }
+    }
+
+    #[test]
+    fn packed_and_general_indexing_agree() {
+        for (d, features) in [
+            (5, image_features(9, 11, 3.0, 0.2)),
+            (2, image_features(9, 11, 0.7, 1.0)[..9 * 11 * 2].to_vec()),
+            (3, {
+                let mut seed = 5u64;
+                (0..40 * 3).map(|_| 4.0 * lcg(&mut seed)).collect()
+            }),
+        ] {
+            let n = features.len() / d;
+            let (keys, _) = Permutohedral::embed_all(&features, d);
+            let packing = KeyPacking::new(&keys, d, d as i64).unwrap();
+            let packed = Permutohedral::index_packed(&keys, d, n, &packing);
+            let general = Permutohedral::index_general(&keys, d, n);
+            assert_eq!(packed, general, "d = {d}");
+            assert!(packed.2.iter().flatten().any(|&v| (v as usize) < packed.1));
+        }
+        // Coordinates too wide for 64 bits fall back to the general table.
+        let wide = [0i32, 0, 0, 0, 1 << 30, -(1 << 30), 5, 5];
+        assert!(KeyPacking::new(&wide, 4, 4).is_none());
     }
 
     proptest! {

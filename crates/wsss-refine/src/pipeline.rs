@@ -517,6 +517,7 @@ fn crf_on_label(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn parse(text: &str) -> RefineConfig {
         toml::from_str(text).unwrap()
@@ -621,5 +622,50 @@ mod tests {
         assert!(cfg
             .run(&image, (h, w), &cam, &[3], Some(&[0u8; 3]))
             .is_err());
+    }
+
+    /// Every kind of chain, with few iterations to keep the property test quick.
+    const CHAINS: [&str; 7] = [
+        "[[steps]]\nkind = \"threshold\"\n",
+        "[[steps]]\nkind = \"reliable\"\n",
+        "[[steps]]\nkind = \"par_label\"\n[steps.par]\niterations = 2\n",
+        "[[steps]]\nkind = \"par_reliable\"\n[steps.par]\niterations = 2\n",
+        "[[steps]]\nkind = \"pamr\"\niterations = 2\n[[steps]]\nkind = \"max_normalise\"\n\
+         [[steps]]\nkind = \"completion\"\nopening = 3\n",
+        "[[steps]]\nkind = \"crf\"\niterations = 2\n",
+        "[[steps]]\nkind = \"threshold\"\n[[steps]]\nkind = \"crf\"\niterations = 2\n",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Labels only use the image's classes (as `c + 1`), 0 and 255.
+        #[test]
+        fn labels_only_use_the_image_classes(
+            (h, w) in (3usize..10, 3usize..10),
+            classes in proptest::sample::subsequence((0usize..20).collect::<Vec<_>>(), 0..4),
+            seed in any::<u64>(),
+            chain in 0usize..CHAINS.len(),
+        ) {
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let image: Vec<u8> = (0..h * w * 3).map(|_| next() as u8).collect();
+            let cams: Vec<f32> = (0..classes.len() * h * w)
+                .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32)
+                .collect();
+            let label = parse(CHAINS[chain]).run(&image, (h, w), &cams, &classes, None).unwrap();
+            prop_assert_eq!(label.len(), h * w);
+            for l in label {
+                prop_assert!(
+                    l == 0 || l == IGNORE || classes.contains(&(l as usize - 1)),
+                    "label {} outside {:?} for chain {}", l, classes, chain
+                );
+            }
+        }
     }
 }
