@@ -12,6 +12,8 @@
 //! - [`aream`]: AReAM's CAM propagated by the entropy-weighted shallow-layer affinity (He et
 //!   al., arXiv 2305.03112, Sec. 3.3) on an MCTformer-V2 base (Xu et al., arXiv 2204.02874).
 //! - [`rollout`]: attention rollout (Abnar & Zuidema, arXiv 2005.00928), a baseline.
+//! - [`config`]: [`CamConfig`], the serde (TOML) description of a generator and its
+//!   builder from an official state dict.
 //! - [`multiscale`]: [`MultiScale`], a decorator over any [`CamGenerator`] (scales,
 //!   horizontal flip, resize, sum, per-class min–max).
 //!
@@ -34,6 +36,7 @@
 
 pub mod aream;
 pub mod classic;
+pub mod config;
 pub mod getam;
 pub mod multiscale;
 pub mod rollout;
@@ -43,6 +46,7 @@ use candle_core::{bail, Device, Result, Tensor, D};
 
 pub use aream::{AffinityMode, AreamCam, AreamConfig, LayerEntropy};
 pub use classic::ClassicCam;
+pub use config::{CamConfig, CamMethod, ModelSpec, MultiScaleSpec, WeakTrMapKind};
 pub use getam::{Getam, GetamStrategy};
 pub use multiscale::{FlipMerge, MultiScale, MultiScaleConfig};
 pub use rollout::Rollout;

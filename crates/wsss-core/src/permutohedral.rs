@@ -117,6 +117,150 @@ impl HashTable {
     }
 }
 
+/// Packing of integer keys into one `u64` (each coordinate offset and bit-shifted), used
+/// when every coordinate range, widened by the neighbour steps, fits in 64 bits together.
+/// Adding a packed delta to a packed key is then the packed sum, so a neighbour's key is
+/// one addition.
+struct KeyPacking {
+    shift: Vec<u32>,
+    offset: Vec<i64>,
+}
+
+impl KeyPacking {
+    /// The packing of `keys` (flat, d per key), with room for steps of ±`margin`; `None`
+    /// when the widened ranges need more than 64 bits.
+    fn new(keys: &[i32], d: usize, margin: i64) -> Option<Self> {
+        let (lo, hi) = keys
+            .par_chunks(CHUNK * d)
+            .map(|chunk| {
+                let mut lo = vec![i32::MAX; d];
+                let mut hi = vec![i32::MIN; d];
+                for key in chunk.chunks_exact(d) {
+                    for i in 0..d {
+                        lo[i] = lo[i].min(key[i]);
+                        hi[i] = hi[i].max(key[i]);
+                    }
+                }
+                (lo, hi)
+            })
+            .reduce(
+                || (vec![i32::MAX; d], vec![i32::MIN; d]),
+                |(mut lo, mut hi), (l, h)| {
+                    for i in 0..d {
+                        lo[i] = lo[i].min(l[i]);
+                        hi[i] = hi[i].max(h[i]);
+                    }
+                    (lo, hi)
+                },
+            );
+        let mut shift = Vec::with_capacity(d);
+        let mut offset = Vec::with_capacity(d);
+        let mut used = 0u32;
+        for i in 0..d {
+            let range = (hi[i] as i64 - lo[i] as i64 + 2 * margin + 1).max(1) as u64;
+            let bits = 64 - (range - 1).leading_zeros().min(63);
+            shift.push(used);
+            offset.push(margin - lo[i] as i64);
+            used += bits.max(1);
+            if used > 64 {
+                return None;
+            }
+        }
+        Some(Self { shift, offset })
+    }
+
+    fn pack(&self, key: &[i32]) -> u64 {
+        let mut packed = 0u64;
+        for ((&k, &s), &o) in key.iter().zip(&self.shift).zip(&self.offset) {
+            packed |= ((k as i64 + o) as u64) << s;
+        }
+        packed
+    }
+
+    /// The packed form of adding `delta` (one value per coordinate) to any key.
+    fn delta(&self, delta: &[i64]) -> u64 {
+        delta
+            .iter()
+            .zip(&self.shift)
+            .fold(0u64, |acc, (&v, &s)| acc.wrapping_add((v as u64) << s))
+    }
+}
+
+/// Open-addressing table from packed keys to dense indices (insertion order), with the
+/// key stored in the slot so a probe touches one cache line.
+struct PackedTable {
+    slots: Vec<(u64, u32)>,
+    bits: u32,
+    len: usize,
+}
+
+impl PackedTable {
+    fn with_capacity(expected: usize) -> Self {
+        let cap = (2 * expected.max(8)).next_power_of_two();
+        Self {
+            slots: vec![(0, EMPTY); cap],
+            bits: cap.trailing_zeros(),
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn slot(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits)) as usize
+    }
+
+    fn find_or_insert(&mut self, key: u64) -> u32 {
+        if 2 * (self.len + 1) > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut s = self.slot(key);
+        loop {
+            let (k, e) = self.slots[s];
+            if e == EMPTY {
+                let index = self.len as u32;
+                self.slots[s] = (key, index);
+                self.len += 1;
+                return index;
+            }
+            if k == key {
+                return e;
+            }
+            s = (s + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn find(&self, key: u64) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut s = self.slot(key);
+        loop {
+            let (k, e) = self.slots[s];
+            if e == EMPTY {
+                return None;
+            }
+            if k == key {
+                return Some(e);
+            }
+            s = (s + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::take(&mut self.slots);
+        self.slots = vec![(0, EMPTY); old.len() * 2];
+        self.bits += 1;
+        let mask = self.slots.len() - 1;
+        for (k, e) in old.into_iter().filter(|&(_, e)| e != EMPTY) {
+            let mut s = self.slot(k);
+            while self.slots[s].1 != EMPTY {
+                s = (s + 1) & mask;
+            }
+            self.slots[s] = (k, e);
+        }
+    }
+}
+
 /// Per-point lattice coordinates: the d+1 vertex keys (d coordinates each) and the
 /// barycentric weights, written into `keys` (len (d+1)·d) and `weights` (len d+1).
 /// Follows densecrf's `Permutohedral::init` in f32, step by step.
@@ -268,6 +412,45 @@ impl Permutohedral {
         }
         let d1 = d + 1;
 
+        let (keys, weights) = Self::embed_all(features, d);
+        let (offsets, m, neighbours) = match KeyPacking::new(&keys, d, d as i64) {
+            Some(packing) => Self::index_packed(&keys, d, n, &packing),
+            None => Self::index_general(&keys, d, n),
+        };
+        drop(keys);
+
+        // Counting sort of (point, weight) by vertex for the gather splat.
+        let mut splat_start = vec![0u32; m + 1];
+        for &o in &offsets {
+            splat_start[o as usize + 1] += 1;
+        }
+        for v in 0..m {
+            splat_start[v + 1] += splat_start[v];
+        }
+        let mut fill: Vec<u32> = splat_start[..m].to_vec();
+        let mut splat_entries = vec![(0u32, 0f32); offsets.len()];
+        for (e, (&o, &w)) in offsets.iter().zip(&weights).enumerate() {
+            let slot = &mut fill[o as usize];
+            splat_entries[*slot as usize] = ((e / d1) as u32, w);
+            *slot += 1;
+        }
+
+        Ok(Self {
+            n,
+            d,
+            m,
+            offsets,
+            weights,
+            neighbours,
+            splat_start,
+            splat_entries,
+        })
+    }
+
+    /// The d+1 vertex keys (d coordinates each) and barycentric weights of every point.
+    fn embed_all(features: &[f32], d: usize) -> (Vec<i32>, Vec<f32>) {
+        let n = features.len() / d;
+        let d1 = d + 1;
         // Canonical simplex and scale factors, as densecrf computes them.
         let mut canonical = vec![0i32; d1 * d1];
         for i in 0..d1 {
@@ -301,15 +484,70 @@ impl Permutohedral {
                     embed_point(&features[i * d..(i + 1) * d], &scale, &canonical, k, w);
                 }
             });
+        (keys, weights)
+    }
+
+    /// Vertex indices (insertion order) and blur neighbours with packed `u64` keys.
+    fn index_packed(
+        keys: &[i32],
+        d: usize,
+        n: usize,
+        packing: &KeyPacking,
+    ) -> (Vec<u32>, usize, Vec<[u32; 2]>) {
+        let d1 = d + 1;
+        let mut packed = vec![0u64; keys.len() / d];
+        packed
+            .par_chunks_mut(CHUNK)
+            .zip(keys.par_chunks(CHUNK * d))
+            .for_each(|(p, k)| {
+                for (p, key) in p.iter_mut().zip(k.chunks_exact(d)) {
+                    *p = packing.pack(key);
+                }
+            });
+        let mut table = PackedTable::with_capacity(n.max(1) * 2);
+        let offsets: Vec<u32> = packed.iter().map(|&k| table.find_or_insert(k)).collect();
+        let m = table.len;
+        let mut vertex_keys = vec![0u64; m];
+        for (&o, &k) in offsets.iter().zip(&packed) {
+            vertex_keys[o as usize] = k;
+        }
+        drop(packed);
+        // Direction j: n1 = key − 1 everywhere except key_j + d, n2 the opposite.
+        let steps: Vec<(u64, u64)> = (0..d1)
+            .map(|j| {
+                let minus: Vec<i64> = (0..d).map(|k| if k == j { d as i64 } else { -1 }).collect();
+                let plus: Vec<i64> = minus.iter().map(|v| -v).collect();
+                (packing.delta(&minus), packing.delta(&plus))
+            })
+            .collect();
+        let mut neighbours = vec![[m as u32; 2]; d1 * m];
+        neighbours
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                for (o, slot) in chunk.iter_mut().enumerate() {
+                    let flat = c * CHUNK + o;
+                    let (j, i) = (flat / m, flat % m);
+                    let key = vertex_keys[i];
+                    let (a, b) = steps[j];
+                    *slot = [
+                        table.find(key.wrapping_add(a)).unwrap_or(m as u32),
+                        table.find(key.wrapping_add(b)).unwrap_or(m as u32),
+                    ];
+                }
+            });
+        (offsets, m, neighbours)
+    }
+
+    /// As [`Self::index_packed`] for keys too wide to pack (very large d or coordinates).
+    fn index_general(keys: &[i32], d: usize, n: usize) -> (Vec<u32>, usize, Vec<[u32; 2]>) {
+        let d1 = d + 1;
         let mut table = HashTable::with_capacity(d, n.max(1));
         let offsets: Vec<u32> = keys
             .chunks_exact(d)
             .map(|key| table.find_or_insert(key))
             .collect();
-        drop(keys);
         let m = table.len();
-
-        // Blur neighbours along each lattice direction.
         let mut neighbours = vec![[m as u32; 2]; d1 * m];
         neighbours
             .par_chunks_mut(CHUNK)
@@ -335,33 +573,7 @@ impl Permutohedral {
                     ];
                 }
             });
-
-        // Counting sort of (point, weight) by vertex for the gather splat.
-        let mut splat_start = vec![0u32; m + 1];
-        for &o in &offsets {
-            splat_start[o as usize + 1] += 1;
-        }
-        for v in 0..m {
-            splat_start[v + 1] += splat_start[v];
-        }
-        let mut fill: Vec<u32> = splat_start[..m].to_vec();
-        let mut splat_entries = vec![(0u32, 0f32); offsets.len()];
-        for (e, (&o, &w)) in offsets.iter().zip(&weights).enumerate() {
-            let slot = &mut fill[o as usize];
-            splat_entries[*slot as usize] = ((e / d1) as u32, w);
-            *slot += 1;
-        }
-
-        Ok(Self {
-            n,
-            d,
-            m,
-            offsets,
-            weights,
-            neighbours,
-            splat_start,
-            splat_entries,
-        })
+        (offsets, m, neighbours)
     }
 
     /// Number of points N.
@@ -421,6 +633,53 @@ impl Permutohedral {
         self.compute_with(input, channels, output, false, scratch)
     }
 
+    /// `output += filter(input)`, reusing `scratch`: lets a caller sum several filters
+    /// (mean-field messages) without an intermediate buffer.
+    ///
+    /// # Shapes
+    /// As [`Permutohedral::filter`]; `output` is added to, not overwritten.
+    pub fn filter_accumulate_with(
+        &self,
+        input: &[f32],
+        channels: usize,
+        output: &mut [f32],
+        scratch: &mut FilterScratch,
+    ) -> Result<()> {
+        self.run(input, channels, output, false, true, scratch)
+    }
+
+    /// The lattice of `diag(output_scale) · W · diag(input_scale)`: the splat weights of
+    /// point i are multiplied by `input_scale[i]` and its slice weights by
+    /// `output_scale[i]`, so a symmetric normalisation `D^−½ W D^−½` (or a Potts weight)
+    /// costs nothing per filter call. [`Permutohedral::filter_transposed`] of the result
+    /// applies `diag(output_scale) · Wᵀ · diag(input_scale)`.
+    ///
+    /// # Shapes
+    /// - `input_scale`, `output_scale`: [N].
+    ///
+    /// # Cost
+    /// O(N·(d+1)) time, a copy of the lattice in memory.
+    pub fn scaled(&self, input_scale: &[f32], output_scale: &[f32]) -> Result<Self> {
+        if input_scale.len() != self.n || output_scale.len() != self.n {
+            bail!(
+                "permutohedral scaling: expected {} scales, got {} and {}",
+                self.n,
+                input_scale.len(),
+                output_scale.len()
+            );
+        }
+        let mut out = self.clone();
+        let d1 = self.d + 1;
+        out.splat_entries
+            .par_iter_mut()
+            .for_each(|(p, w)| *w *= input_scale[*p as usize]);
+        out.weights
+            .par_chunks_mut(d1)
+            .zip(output_scale.par_iter())
+            .for_each(|(w, &s)| w.iter_mut().for_each(|w| *w *= s));
+        Ok(out)
+    }
+
     fn compute(&self, input: &[f32], vs: usize, output: &mut [f32], reverse: bool) -> Result<()> {
         self.compute_with(input, vs, output, reverse, &mut FilterScratch::default())
     }
@@ -431,6 +690,18 @@ impl Permutohedral {
         vs: usize,
         output: &mut [f32],
         reverse: bool,
+        buffers: &mut FilterScratch,
+    ) -> Result<()> {
+        self.run(input, vs, output, reverse, false, buffers)
+    }
+
+    fn run(
+        &self,
+        input: &[f32],
+        vs: usize,
+        output: &mut [f32],
+        reverse: bool,
+        accumulate: bool,
         buffers: &mut FilterScratch,
     ) -> Result<()> {
         if vs == 0 {
@@ -505,7 +776,9 @@ impl Permutohedral {
             .for_each(|(c, rows)| {
                 for (r, row) in rows.chunks_exact_mut(vs).enumerate() {
                     let p = c * CHUNK + r;
-                    row.fill(0.0);
+                    if !accumulate {
+                        row.fill(0.0);
+                    }
                     for q in 0..d1 {
                         let o = self.offsets[p * d1 + q] as usize;
                         let w = self.weights[p * d1 + q] * alpha;
@@ -849,6 +1122,29 @@ mod tests {
             // Measured: about 1.2 % here.
             assert!((lhs - rhs).abs() <= 0.03 * lhs.abs(), "{lhs} vs {rhs}");
         }
+    }
+
+    #[test]
+    fn packed_and_general_indexing_agree() {
+        for (d, features) in [
+            (5, image_features(9, 11, 3.0, 0.2)),
+            (2, image_features(9, 11, 0.7, 1.0)[..9 * 11 * 2].to_vec()),
+            (3, {
+                let mut seed = 5u64;
+                (0..40 * 3).map(|_| 4.0 * lcg(&mut seed)).collect()
+            }),
+        ] {
+            let n = features.len() / d;
+            let (keys, _) = Permutohedral::embed_all(&features, d);
+            let packing = KeyPacking::new(&keys, d, d as i64).unwrap();
+            let packed = Permutohedral::index_packed(&keys, d, n, &packing);
+            let general = Permutohedral::index_general(&keys, d, n);
+            assert_eq!(packed, general, "d = {d}");
+            assert!(packed.2.iter().flatten().any(|&v| (v as usize) < packed.1));
+        }
+        // Coordinates too wide for 64 bits fall back to the general table.
+        let wide = [0i32, 0, 0, 0, 1 << 30, -(1 << 30), 5, 5];
+        assert!(KeyPacking::new(&wide, 4, 4).is_none());
     }
 
     proptest! {

@@ -54,6 +54,7 @@ impl std::str::FromStr for Conflict {
 
 /// GETAM label-completion hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CompletionConfig {
     /// Exponent `p` of the CAM background score `(1 − m)^p`.
     pub background_power: f32,

@@ -29,7 +29,7 @@
 use candle_core::{bail, DType, Result, Tensor};
 use rayon::prelude::*;
 use wsss_core::fastmath;
-use wsss_core::permutohedral::{FilterKind, FilterScratch, GaussianFilter};
+use wsss_core::permutohedral::{FilterKind, FilterScratch, GaussianFilter, Permutohedral};
 
 /// Rows per rayon task in the per-pixel loops.
 const CHUNK: usize = 1024;
@@ -212,11 +212,20 @@ fn softmax_rows(xs: &mut [f32], k: usize) {
 }
 
 /// One prepared kernel: filter, symmetric normalisation D^−½ and Potts weight.
-struct Pairwise {
-    filter: GaussianFilter,
-    scratch: FilterScratch,
-    norm: Vec<f32>,
-    compat: f32,
+///
+/// On the lattice the normalisation and the weight are folded into the splat and slice
+/// weights ([`Permutohedral::scaled`]) and the message is sliced straight into the logits,
+/// so a message costs one splat, blur and slice and no extra pass over the N·K values.
+enum Pairwise {
+    Lattice {
+        lattice: Permutohedral,
+        scratch: FilterScratch,
+    },
+    Exact {
+        filter: GaussianFilter,
+        norm: Vec<f32>,
+        compat: f32,
+    },
 }
 
 impl Pairwise {
@@ -228,51 +237,51 @@ impl Pairwise {
         for v in norm.iter_mut() {
             *v = 1.0 / (*v + 1e-20).sqrt();
         }
-        Ok(Self {
-            filter,
-            scratch: FilterScratch::default(),
-            norm,
-            compat,
+        Ok(match filter {
+            GaussianFilter::Permutohedral(lattice) => {
+                let out_scale: Vec<f32> = norm.iter().map(|s| s * compat).collect();
+                Self::Lattice {
+                    lattice: lattice.scaled(&norm, &out_scale)?,
+                    scratch: FilterScratch::default(),
+                }
+            }
+            filter => Self::Exact {
+                filter,
+                norm,
+                compat,
+            },
         })
     }
 
-    /// `logits += compat · D^−½ K D^−½ q`, with `tmp`/`filtered` as scratch.
-    fn add_message(
-        &mut self,
-        q: &[f32],
-        k: usize,
-        tmp: &mut [f32],
-        filtered: &mut [f32],
-        logits: &mut [f32],
-    ) -> Result<()> {
-        let norm = &self.norm;
-        tmp.par_chunks_mut(CHUNK * k)
-            .zip(q.par_chunks(CHUNK * k))
-            .enumerate()
-            .for_each(|(c, (t, q))| {
-                for (r, (t, q)) in t.chunks_exact_mut(k).zip(q.chunks_exact(k)).enumerate() {
-                    let s = norm[c * CHUNK + r];
-                    for (t, q) in t.iter_mut().zip(q) {
-                        *t = q * s;
-                    }
+    /// `logits += compat · D^−½ K D^−½ q`.
+    fn add_message(&mut self, q: &[f32], k: usize, logits: &mut [f32]) -> Result<()> {
+        match self {
+            Self::Lattice { lattice, scratch } => {
+                lattice.filter_accumulate_with(q, k, logits, scratch)
+            }
+            Self::Exact {
+                filter,
+                norm,
+                compat,
+            } => {
+                let mut tmp = q.to_vec();
+                for (t, s) in tmp.chunks_exact_mut(k).zip(norm.iter()) {
+                    t.iter_mut().for_each(|t| *t *= s);
                 }
-            });
-        self.filter
-            .filter_with(tmp, k, filtered, &mut self.scratch)?;
-        let compat = self.compat;
-        logits
-            .par_chunks_mut(CHUNK * k)
-            .zip(filtered.par_chunks(CHUNK * k))
-            .enumerate()
-            .for_each(|(c, (l, f))| {
-                for (r, (l, f)) in l.chunks_exact_mut(k).zip(f.chunks_exact(k)).enumerate() {
-                    let s = norm[c * CHUNK + r];
+                let mut filtered = vec![0f32; q.len()];
+                filter.filter(&tmp, k, &mut filtered)?;
+                for ((l, f), s) in logits
+                    .chunks_exact_mut(k)
+                    .zip(filtered.chunks_exact(k))
+                    .zip(norm.iter())
+                {
                     for (l, f) in l.iter_mut().zip(f) {
-                        *l += compat * (f * s);
+                        *l += *compat * (f * s);
                     }
                 }
-            });
-        Ok(())
+                Ok(())
+            }
+        }
     }
 }
 
@@ -357,13 +366,11 @@ pub fn dense_crf(
     let mut q = neg_unary.clone();
     softmax_rows(&mut q, k);
     if !pairwise.is_empty() {
-        let mut tmp = vec![0f32; n * k];
-        let mut filtered = vec![0f32; n * k];
         let mut logits = vec![0f32; n * k];
         for _ in 0..config.iterations {
             logits.copy_from_slice(&neg_unary);
             for p in &mut pairwise {
-                p.add_message(&q, k, &mut tmp, &mut filtered, &mut logits)?;
+                p.add_message(&q, k, &mut logits)?;
             }
             softmax_rows(&mut logits, k);
             std::mem::swap(&mut q, &mut logits);

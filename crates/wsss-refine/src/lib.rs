@@ -14,6 +14,8 @@
 //!   2112.02841) with an external saliency map or saliency-free, plus the opening.
 //! - [`random_walk`]: the affinity random walk of AffinityNet/PSA (Ahn & Kwak, CVPR 2018,
 //!   arXiv 1803.10464).
+//! - [`pipeline`]: [`pipeline::RefineConfig`], a TOML-described chain of the above (PAR then
+//!   reliable thresholds, PAMR then completion, CRF after a threshold, …).
 //! - [`dense_crf`]: fully connected CRF mean-field inference (Krähenbühl & Koltun, NIPS 2011,
 //!   arXiv 1210.5644) with Gaussian and bilateral kernels on the permutohedral lattice,
 //!   softmax and label unaries, pure Rust.
@@ -38,6 +40,7 @@ pub mod completion;
 pub mod dense_crf;
 pub mod pamr;
 pub mod par;
+pub mod pipeline;
 pub mod random_walk;
 pub mod threshold;
 

@@ -45,6 +45,7 @@ use crate::util::planes4;
 
 /// PAMR hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PamrConfig {
     /// Propagation steps T.
     pub iterations: usize,

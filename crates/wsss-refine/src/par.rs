@@ -53,6 +53,7 @@ use crate::util::{planes4, Dims4};
 
 /// PAR hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ParConfig {
     /// Propagation steps T.
     pub iterations: usize,

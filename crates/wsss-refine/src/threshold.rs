@@ -15,6 +15,7 @@ use crate::util::{planes3, sorted_class_order};
 
 /// Background-as-constant labelling.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ThresholdConfig {
     /// The constant background score `t`: a pixel whose best CAM is `<= t` is background.
     pub background_threshold: f32,
@@ -44,6 +45,7 @@ impl Default for ThresholdConfig {
 
 /// Two-threshold reliable labels with an ignore band.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReliableConfig {
     /// At or below this best-CAM value a pixel is surely background.
     pub low: f32,

@@ -13,6 +13,7 @@ pub use wsss_cam as cam;
 pub use wsss_core as core;
 pub use wsss_data as data;
 pub use wsss_metrics as metrics;
+pub use wsss_refine as refine;
 pub use wsss_vit as vit;
 
 pub mod report;

@@ -3,7 +3,9 @@
 mod cam;
 mod data;
 mod eval;
+mod refine;
 mod report;
+mod stage;
 mod vit;
 mod weights;
 
@@ -25,8 +27,10 @@ enum Command {
     /// The ViT backbone: run a forward and print attention-map statistics.
     #[command(subcommand)]
     Vit(vit::VitCommand),
-    /// CAMs of one image: safetensors scores and a heat-map overlay.
+    /// CAMs of a split (one safetensors per image) or of one image (with an overlay).
     Cam(cam::CamArgs),
+    /// CAMs -> pseudo-label PNGs through a chain of refinements (PAR, CRF, thresholds…).
+    Refine(refine::RefineArgs),
     /// Datasets: prepare VOC/SBD, COCO, ScribbleSup; generate the embedded scenes benchmark.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -44,6 +48,7 @@ impl Cli {
             Command::Weights(cmd) => cmd.run(),
             Command::Vit(cmd) => cmd.run(),
             Command::Cam(args) => args.run(),
+            Command::Refine(args) => args.run(),
             Command::Data(cmd) => cmd.run(),
             Command::Eval(args) => args.run(),
             Command::Report(args) => args.run(),
