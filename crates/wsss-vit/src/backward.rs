@@ -26,6 +26,7 @@
 
 use candle_core::{bail, DType, Module, Result, Tensor, D};
 
+use crate::fused::{gelu_erf, gelu_erf_grad};
 use crate::layers::{softmax_last_dim, LayerNorm};
 use crate::model::{Block, Vit};
 use crate::GlobalPool;
@@ -141,11 +142,8 @@ impl Block {
         let xs = (xs + self.attn.proj.forward(&mixed)?)?;
         let norm2 = NormCache::new(&xs, self.norm2.eps)?;
         let z = self.mlp.fc1.forward(&norm2.affine(&self.norm2)?)?;
-        // Φ(z) = (1 + erf(z/√2))/2; GELU(z) = z·Φ(z).
-        let cdf = (((&z * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5)?;
-        let density = ((z.sqr()? * -0.5)?.exp()? * (2.0 * std::f64::consts::PI).sqrt().recip())?;
-        let gelu_grad = (&cdf + (&z * density)?)?;
-        let hidden = (&z * cdf)?;
+        let gelu_grad = gelu_erf_grad(&z)?;
+        let hidden = gelu_erf(&z)?;
         let xs = (&xs + self.mlp.fc2.forward(&hidden)?)?;
         let cache = BlockCache {
             norm1,

@@ -17,7 +17,7 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
     if tracks_grad(&[xs]) || xs.dtype() == DType::F64 {
         candle_nn::ops::softmax(xs, D::Minus1)
     } else {
-        candle_nn::ops::softmax_last_dim(xs)
+        crate::fused::softmax_last_dim(xs)
     }
 }
 
@@ -87,6 +87,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(xs)?.gelu_erf()?)
+        self.fc2
+            .forward(&crate::fused::gelu_erf(&self.fc1.forward(xs)?)?)
     }
 }

@@ -35,6 +35,7 @@
 pub mod backward;
 mod config;
 mod error;
+pub mod fused;
 mod init;
 pub mod layers;
 mod model;
