@@ -1,6 +1,18 @@
-//! CAM generators on DeiT-S/16 (random weights, 20 classes), K = 3 classes, CPU.
+//! CAM generators on DeiT-S/16 (seeded random weights from `init_weights`, 20 classes),
+//! K = 3 requested classes, one image at 224×224 and 448×448, CPU.
 //!
-//! Run with `RAYON_NUM_THREADS=2 cargo bench -p wsss-benches --bench cam -- --quick`.
+//! - `vit_forward`: the plain logits forward (reference for the generators' overhead).
+//! - `classic`: ToCo-style CAM (1×1 classifier on the final patch tokens).
+//! - `getam_batched`: one forward, one hand-written activation-only backward for K classes.
+//! - `getam_per_class`: the authors' way (autograd, one backward per class); the oracle.
+//! - `rollout`: attention rollout.
+//! - `mct_vit_forward`: the plain forward of the 20-class-token backbone (WeakTr/AReAM).
+//! - `weaktr_fused`, `weaktr_fine`: WeakTr with adaptive attention fusion (the same
+//!   network forward; fine adds the patch-affinity propagation's share of it). Their ratio
+//!   to `mct_vit_forward` is the AAF overhead.
+//! - `aream`: MCTformer-V2 CAM propagated by the all-layer patch affinity.
+//!
+//! Run with `RAYON_NUM_THREADS=2 cargo bench -p wsss-benches --bench cam`.
 
 use std::collections::HashMap;
 
@@ -8,26 +20,23 @@ use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
 use wsss_cam::aream::AreamConfig;
 use wsss_cam::{
-    AafConfig, AreamCam, CamGenerator, ClassicCam, Getam, GetamStrategy, Rollout, WeakTr,
+    AafConfig, AreamCam, CamGenerator, ClassicCam, Getam, GetamStrategy, Rollout, WeakTr, WeakTrMap,
 };
-use wsss_vit::{expected_keys, Config, PosEmbedInterp, Strictness, Vit};
+use wsss_core::random::{normal, rng};
+use wsss_vit::{init_weights, Config, PosEmbedInterp, Strictness, Vit};
 
 const CLASSES: [usize; 3] = [3, 7, 15];
+const SIDES: [usize; 2] = [224, 448];
 
-fn random_state(cfg: &Config, extra: &[(&str, Vec<usize>)]) -> HashMap<String, Tensor> {
-    let dev = Device::Cpu;
-    let mut keys = expected_keys(cfg);
-    keys.extend(extra.iter().map(|(k, s)| (k.to_string(), s.clone())));
-    keys.into_iter()
-        .map(|(k, shape)| {
-            let t = if k.contains("norm") && k.ends_with("weight") {
-                Tensor::ones(shape, DType::F32, &dev).unwrap()
-            } else {
-                Tensor::randn(0f32, 0.05, shape, &dev).unwrap()
-            };
-            (k, t)
-        })
-        .collect()
+/// `init_weights` plus N(0, 0.02²) extra tensors (heads, AAF), seeded.
+fn state(cfg: &Config, extra: &[(&str, Vec<usize>)]) -> HashMap<String, Tensor> {
+    let mut state = init_weights(cfg, 0).expect("init");
+    let mut rng = rng(1);
+    for (key, shape) in extra {
+        let t = normal(shape.clone(), 0.0, 0.02, &mut rng, &Device::Cpu).expect("normal");
+        state.insert(key.to_string(), t);
+    }
+    state
 }
 
 fn deit_s() -> Config {
@@ -43,111 +52,103 @@ fn multi_token() -> Config {
 }
 
 fn image(side: usize) -> Tensor {
-    Tensor::randn(0f32, 1.0, (1, 3, side, side), &Device::Cpu).unwrap()
+    normal((1, 3, side, side), 0.0, 1.0, &mut rng(2), &Device::Cpu).expect("image")
 }
 
 fn bench(c: &mut Criterion) {
     let dev = Device::Cpu;
-    let mut group = c.benchmark_group("cam");
-    group.sample_size(10);
-
     let cfg = deit_s();
-    let vit = Vit::from_state_dict(
-        &cfg,
-        random_state(&cfg, &[]),
-        Strictness::Strict,
-        DType::F32,
-        &dev,
-    )
-    .unwrap();
-    let img224 = image(224);
-    let img448 = image(448);
-
-    group.bench_function("vit_forward_224", |b| {
-        b.iter(|| vit.forward(&img224).unwrap())
-    });
-    for (name, strategy) in [
-        ("batched", GetamStrategy::Batched),
-        ("per_class", GetamStrategy::PerClass),
-    ] {
-        let getam = Getam::new(vit.clone(), 6).with_strategy(strategy);
-        group.bench_function(format!("getam_{name}_224"), |b| {
-            b.iter(|| getam.generate(&img224, &CLASSES).unwrap())
-        });
-        group.bench_function(format!("getam_{name}_448"), |b| {
-            b.iter(|| getam.generate(&img448, &CLASSES).unwrap())
-        });
-    }
+    let vit = Vit::from_state_dict(&cfg, state(&cfg, &[]), Strictness::Strict, DType::F32, &dev)
+        .expect("vit");
 
     let mut cls_cfg = deit_s();
     cls_cfg.num_classes = 0;
     let classic = ClassicCam::from_state_dict(
         &cls_cfg,
-        random_state(&cls_cfg, &[("classifier.weight", vec![20, 384, 1, 1])]),
+        state(&cls_cfg, &[("classifier.weight", vec![20, 384, 1, 1])]),
         DType::F32,
         &dev,
     )
-    .unwrap();
-    group.bench_function("classic_224", |b| {
-        b.iter(|| classic.generate(&img224, &CLASSES).unwrap())
-    });
-
+    .expect("classic");
+    let getam = Getam::new(vit.clone(), 6);
+    let getam_loop = Getam::new(vit.clone(), 6).with_strategy(GetamStrategy::PerClass);
     let rollout = Rollout::new(vit.clone());
-    group.bench_function("rollout_224", |b| {
-        b.iter(|| rollout.generate(&img224, &CLASSES).unwrap())
-    });
 
     let mt = multi_token();
     let (l, h, hd) = (mt.depth, mt.num_heads, mt.head_dim());
     let aaf = AafConfig::weaktr();
-    let weaktr_extra = [
-        ("head.weight", vec![20, 384, 3, 3]),
-        ("head.bias", vec![20]),
+    let prefix = "adaptive_attention_fusion.";
+    let extra = [
+        ("head.weight".to_string(), vec![20, 384, 3, 3]),
+        ("head.bias".to_string(), vec![20]),
+        (format!("{prefix}attn_feat_ffn.0.weight"), vec![hd / 8, hd]),
+        (format!("{prefix}attn_feat_ffn.0.bias"), vec![hd / 8]),
+        (format!("{prefix}attn_feat_ffn.1.weight"), vec![1, hd / 8]),
+        (format!("{prefix}attn_feat_ffn.1.bias"), vec![1]),
         (
-            "adaptive_attention_fusion.attn_feat_ffn.0.weight",
-            vec![hd / 8, hd],
-        ),
-        (
-            "adaptive_attention_fusion.attn_feat_ffn.0.bias",
-            vec![hd / 8],
-        ),
-        (
-            "adaptive_attention_fusion.attn_feat_ffn.1.weight",
-            vec![1, hd / 8],
-        ),
-        ("adaptive_attention_fusion.attn_feat_ffn.1.bias", vec![1]),
-        (
-            "adaptive_attention_fusion.attn_head_ffn.0.weight",
+            format!("{prefix}attn_head_ffn.0.weight"),
             vec![l * h / 8, l * h],
         ),
         (
-            "adaptive_attention_fusion.attn_head_ffn.2.weight",
+            format!("{prefix}attn_head_ffn.2.weight"),
             vec![l * h, l * h / 8],
         ),
     ];
-    let state = random_state(&mt, &weaktr_extra);
+    let extra: Vec<(&str, Vec<usize>)> =
+        extra.iter().map(|(k, s)| (k.as_str(), s.clone())).collect();
+    let mt_state = state(&mt, &extra);
     let mt_vit = Vit::from_state_dict(
         &mt,
-        state.clone(),
+        mt_state.clone(),
         Strictness::AllowUnexpected,
         DType::F32,
         &dev,
     )
-    .unwrap();
-    group.bench_function("mct_vit_forward_224", |b| {
-        b.iter(|| mt_vit.forward(&img224).unwrap())
-    });
-    let weaktr = WeakTr::from_state_dict(&mt, aaf, state.clone(), DType::F32, &dev).unwrap();
-    group.bench_function("weaktr_224", |b| {
-        b.iter(|| weaktr.generate(&img224, &CLASSES).unwrap())
-    });
-    let aream =
-        AreamCam::from_state_dict(&mt, AreamConfig::inference(20, 12), state, DType::F32, &dev)
-            .unwrap();
-    group.bench_function("aream_224", |b| {
-        b.iter(|| aream.generate(&img224, &CLASSES).unwrap())
-    });
-    group.finish();
+    .expect("mct vit");
+    let weaktr =
+        WeakTr::from_state_dict(&mt, aaf, mt_state.clone(), DType::F32, &dev).expect("weaktr");
+    let weaktr_fused = weaktr.clone().with_map(WeakTrMap::Fused);
+    let weaktr_fine = weaktr.with_map(WeakTrMap::Fine);
+    let aream = AreamCam::from_state_dict(
+        &mt,
+        AreamConfig::inference(20, 12),
+        mt_state,
+        DType::F32,
+        &dev,
+    )
+    .expect("aream");
+
+    for side in SIDES {
+        let img = image(side);
+        let mut group = c.benchmark_group(format!("cam_{side}"));
+        group.sample_size(10);
+        group.bench_function("vit_forward", |b| b.iter(|| vit.forward(&img).unwrap()));
+        group.bench_function("classic", |b| {
+            b.iter(|| classic.generate(&img, &CLASSES).unwrap())
+        });
+        group.bench_function("getam_batched", |b| {
+            b.iter(|| getam.generate(&img, &CLASSES).unwrap())
+        });
+        group.bench_function("getam_per_class", |b| {
+            b.iter(|| getam_loop.generate(&img, &CLASSES).unwrap())
+        });
+        group.bench_function("rollout", |b| {
+            b.iter(|| rollout.generate(&img, &CLASSES).unwrap())
+        });
+        group.bench_function("mct_vit_forward", |b| {
+            b.iter(|| mt_vit.forward(&img).unwrap())
+        });
+        group.bench_function("weaktr_fused", |b| {
+            b.iter(|| weaktr_fused.generate(&img, &CLASSES).unwrap())
+        });
+        group.bench_function("weaktr_fine", |b| {
+            b.iter(|| weaktr_fine.generate(&img, &CLASSES).unwrap())
+        });
+        group.bench_function("aream", |b| {
+            b.iter(|| aream.generate(&img, &CLASSES).unwrap())
+        });
+        group.finish();
+    }
 }
 
 criterion_group!(benches, bench);

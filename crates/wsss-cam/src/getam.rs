@@ -15,18 +15,18 @@
 //! Only the class token's row of `A_l` and `G_l` is used, so the maps cost O(L·h·N) once
 //! the gradients exist.
 //!
-//! ## One trunk, one backward
+//! ## One forward, one backward for all K classes
 //! The official code runs one backward per class with the graph retained
-//! ([`GetamStrategy::PerClass`], kept as the oracle). [`GetamStrategy::Batched`] runs
-//! blocks `0..s` once at batch 1 (no gradient needed below `s`: the probes start there),
-//! broadcasts the tokens to batch K, runs blocks `s..L` with gradient probes, and
-//! backpropagates `Σ_k y[k, c_k]` once: batch row k of every probe gradient is
-//! `∂y_{c_k}/∂A_l`, because the rows do not interact. No weight gradients are computed
-//! (weights are plain tensors) and nothing below block s is differentiated.
+//! ([`GetamStrategy::PerClass`], candle's autograd through gradient probes, kept as the
+//! oracle). [`GetamStrategy::Batched`] runs one forward at batch 1 and one hand-written,
+//! activation-only backward carrying the K one-hot cotangents as a batch axis
+//! ([`Vit::class_row_attention_gradients`]): no weight gradients, nothing below block s
+//! differentiated, only the class-token rows propagated where nothing else is needed (the
+//! last block's MLP and the whole of block s).
 
 use candle_core::{bail, IndexOp, Result, Tensor};
 use wsss_core::resize::{resize, AlignCorners, ResizeMode};
-use wsss_vit::{Taps, Vit};
+use wsss_vit::{one_hot, Taps, Vit};
 
 use crate::{check_request, max_normalise, Cam, CamGenerator};
 
@@ -93,10 +93,11 @@ impl Getam {
     /// - `image`: [1, 3, H, W], f32.
     /// - returns [`GetamOutput`].
     ///
-    /// Cost (L blocks, s = start_layer, K classes): Batched: forward of s blocks at batch
-    /// 1 and of L − s blocks at batch K, one backward through L − s blocks at batch K;
-    /// PerClass: one forward at batch 1 and K backwards through L − probes_from blocks.
-    /// Memory O(K·(L − s)·h·N²) for the probes and their gradients.
+    /// Cost (L blocks, s = start_layer, K classes, N tokens, D channels): Batched: one
+    /// forward at batch 1 and one activation-only backward through L − s blocks for K
+    /// cotangents, O(L·(N·D² + N²·D) + (L − s)·K·(N·D² + N²·D)) time, memory
+    /// O((L − s)·(N·D + h·N²) + K·h·N²); PerClass: one forward at batch 1 and K autograd
+    /// backwards through L − probes_from blocks, memory O((L − s)·h·N²) per backward.
     pub fn compute(
         &self,
         image: &Tensor,
@@ -139,29 +140,13 @@ impl Getam {
     }
 
     fn batched(&self, image: &Tensor, classes: &[usize]) -> Result<(Tensor, Tensor)> {
-        let s = self.start_layer;
-        let k = classes.len();
-        let (xs, grid) = self.vit.embed(image)?;
-        let xs = self.vit.blocks_until(&xs, s)?;
-        let (_, n, d) = xs.dims3()?;
-        let xs = xs.broadcast_as((k, n, d))?.contiguous()?;
+        let cfg = self.vit.config();
+        let cotangents = one_hot(classes, cfg.num_classes, image.dtype(), image.device())?;
         let out = self
             .vit
-            .forward_from(&xs, grid, s, Taps::attention_with_probes(s))?;
-        let Some(logits) = out.logits else {
-            bail!("GETAM needs a ViT with a classification head");
-        };
-        let c = logits.dim(1)?;
-        let mut onehot = vec![0f32; k * c];
-        for (row, &class) in classes.iter().enumerate() {
-            onehot[row * c + class] = 1.0;
-        }
-        let onehot = Tensor::from_vec(onehot, (k, c), logits.device())?.to_dtype(logits.dtype())?;
-        let score = (&logits * onehot)?.sum_all()?;
-        let grads = out.probes.gradients(&score.backward()?)?;
-        let grads: Vec<Tensor> = grads.into_iter().map(|(_, g)| g).collect();
-        let maps = getam_maps(&out.attention, &grads, grid)?;
-        Ok((maps, logits.i(0..1)?.detach()))
+            .class_row_attention_gradients(image, &cotangents, self.start_layer)?;
+        let maps = getam_maps(&out.attention, &out.gradients, out.grid)?;
+        Ok((maps, out.logits))
     }
 
     #[allow(clippy::type_complexity)]
@@ -200,8 +185,9 @@ impl Getam {
 /// GETAM maps from attention and attention gradients of the aggregated blocks.
 ///
 /// # Shapes
-/// - `attention`: per block [B_a, h, N, N] with B_a = 1 or K (post-softmax).
-/// - `gradients`: per block [K, h, N, N], the same blocks in the same order.
+/// - `attention`: per block [B_a, h, R, N] with B_a = 1 or K (post-softmax), R ≥ 1 rows
+///   from the class token's on (R = N for full maps, R = 1 for class-token rows).
+/// - `gradients`: per block [K, h, R', N], R' ≥ 1, the same blocks in the same order.
 /// - `grid`: (gh, gw) with N = 1 + gh·gw.
 /// - returns [K, gh, gw], `ReLU(Σ_l (mean_h ReLU(G⊙A) ⊙ mean_h ReLU(G))[0, 1:])`.
 ///
@@ -220,7 +206,7 @@ pub fn getam_maps(
     }
     let mut sum: Option<Tensor> = None;
     for (a, g) in attention.iter().zip(gradients) {
-        let (k, _, n, _) = g.dims4()?;
+        let (k, _, _, n) = g.dims4()?;
         if n != 1 + gh * gw {
             bail!("attention over {n} tokens does not match 1 + {gh}x{gw}");
         }

@@ -25,9 +25,9 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
 /// `(x − μ)/sqrt(σ² + eps) · weight + bias`.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f64,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+    pub(crate) eps: f64,
 }
 
 impl LayerNorm {
@@ -71,8 +71,8 @@ pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder<'_>) -> 
 /// timm's `Mlp`: `fc2(GELU(fc1(x)))` with the exact (erf) GELU.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
 }
 
 impl Mlp {
@@ -87,6 +87,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(xs)?.gelu_erf()?)
+        self.fc2
+            .forward(&crate::fused::gelu_erf(&self.fc1.forward(xs)?)?)
     }
 }

@@ -9,6 +9,8 @@
 //!   pre-softmax logits, post-softmax attention, attention-branch outputs, tokens after
 //!   each block, and [`GradientProbes`] that give `∂score/∂A_l` from one `backward`
 //!   (GETAM, arXiv 2112.02841, Eq. 3-4).
+//! - [`Vit::class_row_attention_gradients`]: the same attention gradients for K
+//!   cotangents at once from a hand-written, activation-only backward ([`backward`]).
 //! - [`read_state_dict`] / [`Vit::from_file`]: timm key names from `.safetensors` or
 //!   PyTorch `.pth`, with a [`KeyReport`] of missing, unexpected and mis-shaped keys.
 //!
@@ -30,8 +32,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod backward;
 mod config;
 mod error;
+pub mod fused;
 mod init;
 pub mod layers;
 mod model;
@@ -39,6 +43,7 @@ pub mod pos_embed;
 mod probes;
 mod weights;
 
+pub use backward::{one_hot, ClassRowGradients};
 pub use config::{Config, GlobalPool, PatchPolicy, PosEmbedInterp};
 pub use error::{KeyReport, VitError};
 pub use init::init_weights;

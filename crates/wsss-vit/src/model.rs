@@ -86,11 +86,11 @@ struct BlockTaps {
 
 /// Multi-head self-attention with a fused qkv projection (timm's `Attention`).
 #[derive(Debug, Clone)]
-struct Attention {
-    qkv: Linear,
-    proj: Linear,
-    num_heads: usize,
-    scale: f64,
+pub(crate) struct Attention {
+    pub(crate) qkv: Linear,
+    pub(crate) proj: Linear,
+    pub(crate) num_heads: usize,
+    pub(crate) scale: f64,
 }
 
 impl Attention {
@@ -134,11 +134,11 @@ impl Attention {
 
 /// A pre-norm transformer block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`.
 #[derive(Debug, Clone)]
-struct Block {
-    norm1: LayerNorm,
-    attn: Attention,
-    norm2: LayerNorm,
-    mlp: Mlp,
+pub(crate) struct Block {
+    pub(crate) norm1: LayerNorm,
+    pub(crate) attn: Attention,
+    pub(crate) norm2: LayerNorm,
+    pub(crate) mlp: Mlp,
 }
 
 impl Block {
@@ -164,9 +164,9 @@ pub struct Vit {
     patch_bias: Tensor,
     cls_token: Tensor,
     pos_embed: Tensor,
-    blocks: Vec<Block>,
-    norm: Option<LayerNorm>,
-    head: Option<Linear>,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) norm: Option<LayerNorm>,
+    pub(crate) head: Option<Linear>,
 }
 
 impl Vit {
@@ -241,7 +241,7 @@ impl Vit {
     }
 
     /// Logits from the final tokens, per `global_pool` and the class-token count.
-    fn logits(&self, tokens: &Tensor) -> Result<Option<Tensor>> {
+    pub(crate) fn logits(&self, tokens: &Tensor) -> Result<Option<Tensor>> {
         if self.cfg.num_classes == 0 {
             return Ok(None);
         }
