@@ -118,9 +118,9 @@ impl CamMeter {
             .to_device(&candle_core::Device::Cpu)?;
         let labels = labels.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         let masks = masks.to_device(&candle_core::Device::Cpu)?;
-        for i in 0..b {
+        for (i, row) in labels.iter().enumerate().take(b) {
             let present: Vec<u8> = (0..k)
-                .filter(|&c| labels[i][c] > 0.5)
+                .filter(|&c| row[c] > 0.5)
                 .map(|c| c as u8 + 1)
                 .collect();
             let idx: Vec<u32> = present.iter().map(|&c| c as u32 - 1).collect();
