@@ -158,3 +158,54 @@ fn check_resume(program: &str, method: &str) -> Result<()> {
 fn classic_resumes_exactly_after_a_mid_epoch_kill() -> Result<()> {
     check_resume("classic", "")
 }
+
+#[test]
+fn weaktr_stage1_resumes_exactly_after_a_mid_epoch_kill() -> Result<()> {
+    check_resume("weaktr_stage1", "aaf_reduction = 2\naaf_feat_reduction = 4")
+}
+
+/// One step's loss reaches every parameter (the ViT takes its grad-safe path).
+fn check_gradients(program: &str, method: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("scenes");
+    scenes(&root)?;
+    let (cfg, _) = TrainConfig::parse(&config(&root, program, method), &[])?;
+    let ds = Arc::new(VocDataset::open(&cfg.data.root, "train")?);
+    let data = TrainData {
+        dataset: ds.clone(),
+        augment: cfg.data.augment(),
+        batch_size: cfg.data.batch_size,
+        seed: cfg.run.seed,
+        prefetch: 1,
+    };
+    let ctx = BuildContext {
+        num_classes: ds.num_classes(),
+        device: Device::Cpu,
+    };
+    let mut program = build(&cfg, &ctx)?;
+    let batch = data.epoch(0, 0).next().expect("a batch")?;
+    let step_ctx = wsss::train::StepContext {
+        epoch: cfg.run.epochs - 1,
+        step: 0,
+        epochs: cfg.run.epochs,
+        steps_per_epoch: data.steps_per_epoch(),
+        lr: 1e-3,
+        seed: 1,
+        device: Device::Cpu,
+    };
+    program.on_epoch_start(cfg.run.epochs - 1)?;
+    let out = program.step(&batch, &step_ctx)?;
+    let grads = out.loss.backward()?;
+    let missing = program.params().missing_gradients(&grads);
+    assert!(
+        missing.is_empty(),
+        "parameters without gradient: {missing:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_parameter_gets_a_gradient() -> Result<()> {
+    check_gradients("classic", "")?;
+    check_gradients("weaktr_stage1", "aaf_reduction = 2\naaf_feat_reduction = 4")
+}

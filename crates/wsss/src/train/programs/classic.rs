@@ -83,7 +83,7 @@ impl Program for Classic {
         let model = &self.model;
         evaluate_classifier(data, &ctx.device, |images: &Tensor| {
             let out = model.forward(&images.detach())?;
-            Ok((out.logits.detach(), out.cam.detach()))
+            Ok((out.logits.detach(), vec![("classic", out.cam.detach())]))
         })
     }
 

@@ -31,9 +31,36 @@ pub struct BuildContext {
 pub fn build(cfg: &TrainConfig, ctx: &BuildContext) -> Result<Box<dyn Program>> {
     Ok(match cfg.program {
         ProgramKind::Classic => Box::new(classic::Classic::new(cfg, ctx)?),
-        ProgramKind::WeaktrStage1 => weaktr::WeakTrStage1::build(cfg, ctx)?,
+        ProgramKind::WeaktrStage1 => Box::new(weaktr::WeakTrStage1::new(cfg, ctx)?),
         other => bail!("program `{}` is not available in this build", other.name()),
     })
+}
+
+/// PyTorch's default init of a Linear/Conv weight and bias: `U(±1/sqrt(fan_in))`.
+pub fn torch_default_init(
+    shape: &[usize],
+    fan_in: usize,
+    rng: &mut impl rand::Rng,
+) -> Result<Tensor> {
+    let bound = (fan_in as f32).sqrt().recip();
+    Ok(wsss_core::random::uniform(
+        shape.to_vec(),
+        -bound,
+        bound,
+        rng,
+        &Device::Cpu,
+    )?)
+}
+
+/// Moves a state dict to `device`.
+pub fn to_device(
+    weights: HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    weights
+        .into_iter()
+        .map(|(k, t)| Ok((k, t.to_device(device)?)))
+        .collect()
 }
 
 /// The backbone's initial weights: the `[model] init` file (a timm state dict; keys the
@@ -97,23 +124,23 @@ fn adapt_pos_embed(pe: &Tensor, vit: &wsss_vit::Config) -> Result<Tensor> {
 
 /// Classification mAP and CAM quality on an evaluation set.
 ///
-/// `forward(images)` returns (B, K) logits and (B, K, h, w) non-negative CAMs of all K
-/// foreground classes at any resolution; the CAMs are resized to the image bilinearly,
-/// max-normalised per map, and scored on the ground-truth masks with the image labels
-/// (`val_cam_miou_gt` at the best background threshold, `val_cam_miou_otsu_gt` at
-/// Otsu's GT-free threshold; both use GT masks to *score*). `val_map` uses only image
-/// labels.
+/// `forward(images)` returns (B, K) logits and named (B, K, h, w) CAMs of all K
+/// foreground classes at any resolution (the first is the method's CAM). Each is ReLU'd,
+/// resized to the image bilinearly, max-normalised per map, and scored on the
+/// ground-truth masks with the image labels: `val_cam_miou_gt` (best background
+/// threshold), `val_cam_threshold_gt`, `val_cam_miou_otsu_gt` (Otsu's GT-free threshold;
+/// the GT only scores it) for the first, `val_<name>_cam_miou_gt`… for the others.
+/// `val_map` and `val_cls_loss` use only image labels.
 pub fn evaluate_classifier(
     data: &EvalData,
     device: &Device,
-    mut forward: impl FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+    mut forward: impl FnMut(&Tensor) -> Result<(Tensor, Vec<(&'static str, Tensor)>)>,
 ) -> Result<Metrics> {
     let c = data.dataset.num_classes();
     let mut map = MapMeter::default();
-    let mut cam = CamMeter::new(c)?;
+    let mut meters: Vec<(&'static str, CamMeter)> = Vec::new();
     let mut loss_sum = 0.0;
     let mut n = 0usize;
-    let mut has_masks = false;
     for batch in data.batches() {
         let batch = batch?;
         let images = batch.images.to_device(device)?;
@@ -134,11 +161,16 @@ pub fn evaluate_classifier(
             .sum_all()?
             .to_scalar::<f32>()?
             > 0.0;
-        if any_mask {
-            has_masks = true;
-            let (_, _, h, w) = batch.images.dims4()?;
+        if !any_mask {
+            continue;
+        }
+        let (_, _, h, w) = batch.images.dims4()?;
+        for (i, (name, cams)) in cams.into_iter().enumerate() {
+            if meters.len() <= i {
+                meters.push((name, CamMeter::new(c)?));
+            }
             let cams = resize(
-                &cams.to_dtype(DType::F32)?,
+                &cams.to_dtype(DType::F32)?.relu()?,
                 (h, w),
                 ResizeMode::Bilinear,
                 AlignCorners::No,
@@ -146,17 +178,22 @@ pub fn evaluate_classifier(
             .relu()?;
             let max = cams.max_keepdim(3)?.max_keepdim(2)?;
             let cams = cams.broadcast_div(&(max + 1e-5)?)?;
-            cam.update(&cams, &batch.labels, &batch.masks)?;
+            meters[i].1.update(&cams, &batch.labels, &batch.masks)?;
         }
     }
     let mut m = Metrics::new();
     m.insert("val_map".into(), map.map());
     m.insert("val_cls_loss".into(), loss_sum / n.max(1) as f64);
-    if has_masks {
-        let (best, thr, otsu) = cam.scores();
-        m.insert("val_cam_miou_gt".into(), best);
-        m.insert("val_cam_threshold_gt".into(), thr);
-        m.insert("val_cam_miou_otsu_gt".into(), otsu);
+    for (i, (name, meter)) in meters.iter().enumerate() {
+        let prefix = if i == 0 {
+            "val_cam".to_string()
+        } else {
+            format!("val_{name}_cam")
+        };
+        let (best, thr, otsu) = meter.scores();
+        m.insert(format!("{prefix}_miou_gt"), best);
+        m.insert(format!("{prefix}_threshold_gt"), thr);
+        m.insert(format!("{prefix}_miou_otsu_gt"), otsu);
     }
     Ok(m)
 }
