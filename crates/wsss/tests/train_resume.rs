@@ -209,3 +209,17 @@ fn every_parameter_gets_a_gradient() -> Result<()> {
     check_gradients("classic", "")?;
     check_gradients("weaktr_stage1", "aaf_reduction = 2\naaf_feat_reduction = 4")
 }
+
+#[test]
+fn aream_resumes_exactly_after_a_mid_epoch_kill() -> Result<()> {
+    // Warm-up epoch 1, re-activation in epoch 2 (where the kill happens).
+    check_resume("aream", "warmup_epochs = 1\nlayer_index = 1")
+}
+
+#[test]
+fn aream_reactivation_reaches_every_parameter() -> Result<()> {
+    check_gradients(
+        "aream",
+        "warmup_epochs = 0\nlayer_index = 1\nentropies = [0.0, 1.0]",
+    )
+}

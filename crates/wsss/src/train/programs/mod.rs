@@ -4,6 +4,7 @@
 //! Model classes are the C − 1 foreground classes (index k scores label k + 1), as in the
 //! official WeakTr, MCTformer and ToCo checkpoints.
 
+pub mod aream;
 pub mod classic;
 pub mod weaktr;
 
@@ -30,6 +31,7 @@ pub struct BuildContext {
 /// The program named by `cfg.program`.
 pub fn build(cfg: &TrainConfig, ctx: &BuildContext) -> Result<Box<dyn Program>> {
     Ok(match cfg.program {
+        ProgramKind::Aream => Box::new(aream::Aream::new(cfg, ctx)?),
         ProgramKind::Classic => Box::new(classic::Classic::new(cfg, ctx)?),
         ProgramKind::WeaktrStage1 => Box::new(weaktr::WeakTrStage1::new(cfg, ctx)?),
         other => bail!("program `{}` is not available in this build", other.name()),
