@@ -1,5 +1,6 @@
 //! Subcommands of the `wsss` binary, one module each.
 
+mod aream;
 mod cam;
 mod data;
 mod eval;
@@ -34,6 +35,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Train a model from a TOML config (WeakTr, AReAM, classic CAM, ...).
     Train(train::TrainArgs),
+    /// AReAM helpers: per-layer attention entropy for mode E.
+    #[command(subcommand)]
+    Aream(aream::AreamCommand),
 }
 
 impl Cli {
@@ -46,6 +50,7 @@ impl Cli {
             Command::Data(cmd) => cmd.run(),
             Command::Eval(args) => args.run(),
             Command::Train(args) => args.run(),
+            Command::Aream(cmd) => cmd.run(),
         }
     }
 }

@@ -367,3 +367,21 @@ impl Program for Aream {
         })
     }
 }
+
+/// Mean per-layer attention entropy of `vit` over `data` (AReAM's E mode input; see
+/// [`wsss_cam::LayerEntropy`]).
+///
+/// Cost: one forward per batch, O(L·B·h·N²) extra.
+pub fn layer_entropy(
+    vit: &Vit,
+    data: &EvalData,
+    device: &Device,
+) -> Result<wsss_cam::LayerEntropy> {
+    let mut entropy = wsss_cam::LayerEntropy::default();
+    for batch in data.batches() {
+        let images = batch?.images.to_device(device)?;
+        let out = vit.forward_tapped(&images, Taps::attention())?;
+        entropy.update(&out.attention)?;
+    }
+    Ok(entropy)
+}
