@@ -118,7 +118,7 @@ impl Aream {
                 );
             }
         }
-        if !(m.low < m.high) {
+        if !(m.low.is_finite() && m.high.is_finite() && m.low < m.high) {
             bail!("[method] needs low < high, got {} and {}", m.low, m.high);
         }
         let mut w = initial_vit_weights(cfg, &vit)?;
