@@ -132,7 +132,8 @@ fn adapt_pos_embed(pe: &Tensor, vit: &wsss_vit::Config) -> Result<Tensor> {
 /// ground-truth masks with the image labels: `val_cam_miou_gt` (best background
 /// threshold), `val_cam_threshold_gt`, `val_cam_miou_otsu_gt` (Otsu's GT-free threshold;
 /// the GT only scores it) for the first, `val_<name>_cam_miou_gt`… for the others.
-/// `val_map` and `val_cls_loss` use only image labels.
+/// `val_uniform_baseline_miou_gt` scores the trivial baseline that paints every present
+/// class uniformly (best threshold). `val_map` and `val_cls_loss` use only image labels.
 pub fn evaluate_classifier(
     data: &EvalData,
     device: &Device,
@@ -141,6 +142,7 @@ pub fn evaluate_classifier(
     let c = data.dataset.num_classes();
     let mut map = MapMeter::default();
     let mut meters: Vec<(&'static str, CamMeter)> = Vec::new();
+    let mut uniform = CamMeter::new(c)?;
     let mut loss_sum = 0.0;
     let mut n = 0usize;
     for batch in data.batches() {
@@ -166,7 +168,10 @@ pub fn evaluate_classifier(
         if !any_mask {
             continue;
         }
-        let (_, _, h, w) = batch.images.dims4()?;
+        let (b, _, h, w) = batch.images.dims4()?;
+        // The trivial baseline: every present class painted uniformly.
+        let flat = Tensor::ones((b, c - 1, h, w), DType::F32, &Device::Cpu)?;
+        uniform.update(&flat, &batch.labels, &batch.masks)?;
         for (i, (name, cams)) in cams.into_iter().enumerate() {
             if meters.len() <= i {
                 meters.push((name, CamMeter::new(c)?));
@@ -186,6 +191,9 @@ pub fn evaluate_classifier(
     let mut m = Metrics::new();
     m.insert("val_map".into(), map.map());
     m.insert("val_cls_loss".into(), loss_sum / n.max(1) as f64);
+    if !meters.is_empty() {
+        m.insert("val_uniform_baseline_miou_gt".into(), uniform.scores().0);
+    }
     for (i, (name, meter)) in meters.iter().enumerate() {
         let prefix = if i == 0 {
             "val_cam".to_string()
