@@ -1,11 +1,13 @@
 //! Subcommands of the `wsss` binary, one module each.
 
+mod aream;
 mod cam;
 mod data;
 mod eval;
 mod refine;
 mod report;
 mod stage;
+mod train;
 mod vit;
 mod weights;
 
@@ -39,6 +41,11 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Render a run's report (tables, plots, overlays) as report.md and report.html.
     Report(report::ReportArgs),
+    /// Train a model from a TOML config (WeakTr, AReAM, classic CAM, ...).
+    Train(train::TrainArgs),
+    /// AReAM helpers: per-layer attention entropy for mode E.
+    #[command(subcommand)]
+    Aream(aream::AreamCommand),
 }
 
 impl Cli {
@@ -52,6 +59,8 @@ impl Cli {
             Command::Data(cmd) => cmd.run(),
             Command::Eval(args) => args.run(),
             Command::Report(args) => args.run(),
+            Command::Train(args) => args.run(),
+            Command::Aream(cmd) => cmd.run(),
         }
     }
 }
