@@ -32,6 +32,7 @@ pub mod affinity;
 pub mod aream;
 pub mod classification;
 pub mod dense_crf;
+pub mod feature_consistency;
 pub mod gated_crf;
 pub mod gradient_clipping;
 pub mod segmentation;
