@@ -353,6 +353,28 @@ pub fn dense_crf_loss(
     seg_label: Option<&Tensor>,
     config: &DenseCrfLossConfig,
 ) -> Result<DenseCrfLossOutput> {
+    dense_crf_loss_with_features(image, seg, roi, seg_label, None, config)
+}
+
+/// [`dense_crf_loss`] with extra kernel features appended to (x, y, R, G, B): DFR's dense
+/// form, whose Gaussian also compares (low-dimensional projections of) deep features,
+/// `exp(−½|Δxy/σ_xy|² − ½|Δrgb/σ_rgb|² − ½|ΔF/σ_F|²)`. The features are constants
+/// (detached), sampled nearest at the working resolution like the image.
+///
+/// # Shapes
+/// - as [`dense_crf_loss`]; `extra` = (F [B, C, H, W] f32, σ_F > 0), C small (the lattice
+///   works in d = 5 + C dimensions: keep C ≤ 3–4).
+///
+/// # Cost
+/// O(B·(N·d² + (N + M)·(d+1)·K)) with d = 5 + C; memory O(B·K·(N + M)).
+pub fn dense_crf_loss_with_features(
+    image: &Tensor,
+    seg: &Tensor,
+    roi: &Tensor,
+    seg_label: Option<&Tensor>,
+    extra: Option<(&Tensor, f32)>,
+    config: &DenseCrfLossConfig,
+) -> Result<DenseCrfLossOutput> {
     let (b, k, h0, w0) = seg.dims4()?;
     let (ib, ic, ih, iw) = image.dims4()?;
     if (ib, ic, ih, iw) != (b, 3, h0, w0) {
@@ -375,6 +397,28 @@ pub fn dense_crf_loss(
             );
         }
     }
+    let extra = match extra {
+        None => None,
+        Some((f, sigma)) => {
+            let (fb, fc, fh, fw) = f.dims4()?;
+            if (fb, fh, fw) != (b, h0, w0) || fc == 0 {
+                bail!(
+                    "dense_crf_loss: extra features must be [{b}, C ≥ 1, {h0}, {w0}], got {:?}",
+                    f.dims()
+                );
+            }
+            if sigma.is_nan() || sigma <= 0.0 {
+                bail!("dense_crf_loss: the extra features' sigma must be positive, got {sigma}");
+            }
+            let v = f
+                .detach()
+                .to_device(&Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            Some((v, fc, sigma))
+        }
+    };
     let s = config.scale_factor;
     if !(s > 0.0 && s <= 1.0) {
         bail!("dense_crf_loss: scale_factor must be in (0, 1], got {s}");
@@ -452,7 +496,19 @@ pub fn dense_crf_loss(
                 &mut planes,
             );
         }
-        let mut f = Vec::with_capacity(n * 5);
+        let fc = extra.as_ref().map_or(0, |e| e.1);
+        let mut extra_planes = Vec::with_capacity(fc * n);
+        if let Some((v, fc, _)) = &extra {
+            for c in 0..*fc {
+                pick(
+                    &v[(bi * fc + c) * n0..(bi * fc + c + 1) * n0],
+                    &mut extra_planes,
+                );
+            }
+        }
+        let inv_f = extra.as_ref().map_or(1.0, |e| 1.0 / e.2);
+        let d = 5 + fc;
+        let mut f = Vec::with_capacity(n * d);
         for y in 0..h {
             for x in 0..w {
                 let i = y * w + x;
@@ -463,9 +519,12 @@ pub fn dense_crf_loss(
                     planes[n + i] / config.sigma_rgb,
                     planes[2 * n + i] / config.sigma_rgb,
                 ]);
+                for c in 0..fc {
+                    f.push(extra_planes[c * n + i] * inv_f);
+                }
             }
         }
-        filters.push(GaussianFilter::new(&f, 5, config.filter)?);
+        filters.push(GaussianFilter::new(&f, d, config.filter)?);
     }
 
     let cache = Arc::new(Mutex::new(None));

@@ -154,11 +154,7 @@ pub fn feature_consistency_loss(
         }
     }
     let device = features.device();
-    let index = Tensor::from_vec(
-        chosen.iter().map(|t| t.1).collect::<Vec<u32>>(),
-        p,
-        device,
-    )?;
+    let index = Tensor::from_vec(chosen.iter().map(|t| t.1).collect::<Vec<u32>>(), p, device)?;
     // [B, C, N] → [B·N, C] → the chosen rows, unit norm.
     let rows = features
         .reshape((b, c, n))?
@@ -271,7 +267,9 @@ mod tests {
                 pairs,
                 ..FeatureConsistencyConfig::default()
             };
-            let worst = check(&x, &[2, 5, 3, 4], |f| feature_consistency_loss(f, &l, &cfg, 9))?;
+            let worst = check(&x, &[2, 5, 3, 4], |f| {
+                feature_consistency_loss(f, &l, &cfg, 9)
+            })?;
             assert!(worst < 1e-6, "{pairs:?} {points}: {worst}");
         }
         Ok(())
@@ -314,7 +312,9 @@ mod tests {
     fn confident_predictions_fill_unlabelled_pixels() -> Result<()> {
         let s = Tensor::new(&[[[1u8, 255, 255]]], &Device::Cpu)?;
         let p = Tensor::new(&[[[[0.9f32, 0.95, 0.6]], [[0.1, 0.05, 0.4]]]], &Device::Cpu)?;
-        let out = confident_labels(&s, &p, 0.9)?.flatten_all()?.to_vec1::<u8>()?;
+        let out = confident_labels(&s, &p, 0.9)?
+            .flatten_all()?
+            .to_vec1::<u8>()?;
         assert_eq!(out, vec![1, 0, 255]);
         assert!(confident_labels(&s.squeeze(0)?, &p, 0.9).is_err());
         Ok(())
