@@ -14,7 +14,8 @@
 //! - The fused attention is the *mean* over the L·h weighted maps; the final norm's weights
 //!   are in the checkpoints but unused.
 //!
-//! The AAF inputs are detached in the official code; this forward is inference-only anyway.
+//! The AAF inputs are detached in the official code's training; [`WeakTr::forward_train`]
+//! does that, [`WeakTr::forward`] keeps them attached (inference).
 //! Pooling happens before the channel permutation (max/mean over tokens commutes with it),
 //! so the fusion costs O(L·N·D + L·h·N²) on top of the backbone.
 
@@ -237,6 +238,22 @@ impl WeakTr {
     /// Cost: the backbone, O(B·C·D·9·P) for the head, O(B·L·(N·D + h·N²)) for the fusion
     /// and O(B·C·P²) for the fine CAM; memory O(B·L·h·N²) for the attention maps.
     pub fn forward(&self, images: &Tensor) -> Result<WeakTrOutput> {
+        self.forward_impl(images, false)
+    }
+
+    /// The training forward of the official code: the AAF inputs (attention maps, branch
+    /// outputs) and the coarse CAM are detached, so a loss on `fine_logits` trains only the
+    /// AAF module while losses on `cls_logits` and `coarse_logits` train the backbone and
+    /// the patch head (WeakTr `models.py`, `attn_weights.detach().clone()`,
+    /// `x_patch.detach().clone()`).
+    ///
+    /// # Shapes
+    /// As [`WeakTr::forward`].
+    pub fn forward_train(&self, images: &Tensor) -> Result<WeakTrOutput> {
+        self.forward_impl(images, true)
+    }
+
+    fn forward_impl(&self, images: &Tensor, detach: bool) -> Result<WeakTrOutput> {
         let cfg = self.vit.config();
         let (c, l, h) = (cfg.num_classes, cfg.depth, cfg.num_heads);
         let hd = cfg.head_dim();
@@ -259,11 +276,20 @@ impl WeakTr {
             .conv2d(&self.head_weight, 1, 1, 1, 1)?
             .broadcast_add(&self.head_bias.reshape((1, c, 1, 1))?)?;
         let coarse_logits = head_map.mean(D::Minus1)?.mean(D::Minus1)?;
-        let coarse_cam = head_map.relu()?;
+        let coarse_cam = if detach {
+            head_map.detach().relu()?
+        } else {
+            head_map.relu()?
+        };
+        let detached = |ts: &[Tensor]| -> Vec<Tensor> {
+            ts.iter()
+                .map(|t| if detach { t.detach() } else { t.clone() })
+                .collect()
+        };
 
         // AAF weights: pool each layer's branch output over tokens, then split channels
         // as (hd, h) with the head index fastest.
-        let branch = Tensor::stack(&out.branch_outputs, 0)?; // [L, B, N, D]
+        let branch = Tensor::stack(&detached(&out.branch_outputs), 0)?; // [L, B, N, D]
         let pooled = match self.aaf.pool {
             TokenPool::Max => branch.max(2)?,
             TokenPool::Avg => branch.mean(2)?,
@@ -280,7 +306,7 @@ impl WeakTr {
         let head_weights = candle_nn::ops::sigmoid(&hidden.matmul(&self.head_ffn2.t()?)?)?;
 
         // Fused attention: mean over k = head·L + layer of w_k·A_k, only the patch columns.
-        let attention = Tensor::stack(&out.attention, 2)?; // [B, h, L, N, N]
+        let attention = Tensor::stack(&detached(&out.attention), 2)?; // [B, h, L, N, N]
         let cols = attention
             .narrow(D::Minus1, c, p)?
             .reshape((b, h * l, n * p))?;

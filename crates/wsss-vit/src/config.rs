@@ -147,7 +147,17 @@ impl Config {
         }
     }
 
-    /// The preset called `name` (timm's model names, plus `tiny_test`).
+    /// A small ViT for the embedded scenes benchmark, trained from scratch on a CPU:
+    /// p 8 at 96×96 (a 12×12 grid), D 192, 6 blocks, 3 heads, 20 classes (set them with
+    /// [`Config::with_classes`]).
+    pub fn vit_scenes() -> Self {
+        Self {
+            img_size: [96, 96],
+            ..Self::timm(8, 192, 6, 3, 20)
+        }
+    }
+
+    /// The preset called `name` (timm's model names, plus `vit_scenes` and `tiny_test`).
     pub fn preset(name: &str) -> Result<Self, VitError> {
         Ok(match name {
             "deit_tiny_patch16_224" => Self::deit_tiny_patch16_224(),
@@ -155,18 +165,20 @@ impl Config {
             "deit_base_patch16_224" => Self::deit_base_patch16_224(),
             "vit_small_patch16_224" => Self::vit_small_patch16_224(),
             "vit_base_patch16_224" => Self::vit_base_patch16_224(),
+            "vit_scenes" => Self::vit_scenes(),
             "tiny_test" => Self::tiny_test(),
             other => return Err(VitError::UnknownPreset(other.to_string())),
         })
     }
 
     /// Names accepted by [`Config::preset`].
-    pub const PRESETS: [&'static str; 6] = [
+    pub const PRESETS: [&'static str; 7] = [
         "deit_tiny_patch16_224",
         "deit_small_patch16_224",
         "deit_base_patch16_224",
         "vit_small_patch16_224",
         "vit_base_patch16_224",
+        "vit_scenes",
         "tiny_test",
     ];
 

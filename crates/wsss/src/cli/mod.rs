@@ -3,6 +3,7 @@
 mod cam;
 mod data;
 mod eval;
+mod train;
 mod vit;
 mod weights;
 
@@ -31,6 +32,8 @@ enum Command {
     Data(data::DataCommand),
     /// Score predicted label maps against ground truth (mIoU table, metrics.json).
     Eval(eval::EvalArgs),
+    /// Train a model from a TOML config (WeakTr, AReAM, classic CAM, ...).
+    Train(train::TrainArgs),
 }
 
 impl Cli {
@@ -42,6 +45,7 @@ impl Cli {
             Command::Cam(args) => args.run(),
             Command::Data(cmd) => cmd.run(),
             Command::Eval(args) => args.run(),
+            Command::Train(args) => args.run(),
         }
     }
 }

@@ -14,10 +14,28 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Scalars of a training run that a resume needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The data order and augmentations are pure functions of `(seed, epoch, index)`
+/// ([`super::data`]), so `epoch` and `batch_in_epoch` are the whole RNG position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TrainState {
     /// Epochs completed.
     pub epoch: usize,
+    /// Batches of the current epoch already trained on.
+    #[serde(default)]
+    pub batch_in_epoch: usize,
+    /// Running sums of the logged step scalars of the current epoch.
+    #[serde(default)]
+    pub sums: std::collections::BTreeMap<String, f64>,
+    /// Steps summed in `sums`.
+    #[serde(default)]
+    pub count: usize,
+    /// Training seconds so far (all resumed segments).
+    #[serde(default)]
+    pub seconds: f64,
+    /// 1-based epoch of `best_score`.
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
     /// Optimiser steps taken.
     pub step: usize,
     /// Seed of the data-order generator.
@@ -138,6 +156,7 @@ mod tests {
             best_score: None,
             weights_file: String::new(),
             optimizer_file: String::new(),
+            ..TrainState::default()
         };
         save(dir.path(), &w(1.0), &w(2.0), &state)?;
         let state2 = TrainState {
