@@ -204,10 +204,7 @@ impl DfrProgram {
         if method.regularizer_downsample == 0 {
             bail!("[method] regularizer_downsample must be at least 1");
         }
-        if method.variant == Variant::Dfr && method.dfr.form == DfrForm::Dense {
-            // fine: projection of the head's F onto the lattice
-        }
-        let vit = encoder_config(cfg)?;
+        let vit = encoder_config(cfg, &method.decoder)?;
         let head = (method.variant == Variant::Dfr).then_some(&method.feature_head);
         let c = ctx.num_classes;
         let weights = SegNet::initial_weights(cfg, &vit, &method.decoder, head, c)?;
@@ -265,7 +262,11 @@ impl Program for DfrProgram {
         let scale = self.method.encoder_lr_scale;
         let no_decay_1d = opt.no_decay_1d;
         self.params.groups(opt.weight_decay, |name, var| {
-            let lr = if name.starts_with(ENCODER) { scale } else { 1.0 };
+            let lr = if name.starts_with(ENCODER) {
+                scale
+            } else {
+                1.0
+            };
             let short = name.split_once('.').map_or(name, |(_, s)| s);
             let decays = !(no_decay_1d && (!timm_decays(short, var) || short == "cls_emb"));
             (lr, decays)

@@ -131,12 +131,13 @@ impl SegNet {
 }
 
 /// The encoder config of a segmentation program: `[model]` with no classifier head, one
-/// class token and the final norm (Segmenter's encoder).
-pub fn encoder_config(cfg: &TrainConfig) -> Result<wsss_vit::Config> {
+/// class token and the final norm (Segmenter's encoder), except under the `mlp_fusion`
+/// decoder, which normalises each level itself and never reads the final tokens.
+pub fn encoder_config(cfg: &TrainConfig, decoder: &DecoderConfig) -> Result<wsss_vit::Config> {
     let mut vit = cfg.model.vit_config(cfg.data.crop_size)?;
     vit.num_classes = 0;
     vit.class_tokens = 1;
-    vit.final_norm = true;
+    vit.final_norm = !matches!(decoder, DecoderConfig::MlpFusion(_));
     Ok(vit)
 }
 

@@ -66,8 +66,8 @@ impl WeakTrStage2 {
     /// Builds encoder + mask transformer.
     pub fn new(cfg: &TrainConfig, ctx: &BuildContext) -> Result<Self> {
         let method: WeakTrStage2Method = cfg.method()?;
-        let vit = encoder_config(cfg)?;
         let decoder = DecoderConfig::MaskTransformer(method.decoder.clone());
+        let vit = encoder_config(cfg, &decoder)?;
         let c = ctx.num_classes;
         let weights = SegNet::initial_weights(cfg, &vit, &decoder, None, c)?
             .into_iter()
@@ -95,7 +95,11 @@ impl Program for WeakTrStage2 {
         let scale = self.method.encoder_lr_scale;
         let no_decay_1d = opt.no_decay_1d;
         self.params.groups(opt.weight_decay, |name, var| {
-            let lr = if name.starts_with(ENCODER) { scale } else { 1.0 };
+            let lr = if name.starts_with(ENCODER) {
+                scale
+            } else {
+                1.0
+            };
             let short = name.split_once('.').map_or(name, |(_, s)| s);
             let decays = !(no_decay_1d && (!timm_decays(short, var) || short == "cls_emb"));
             (lr, decays)
