@@ -409,3 +409,53 @@ impl Program for DfrProgram {
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?[0])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::programs::weaktr_stage2::WeakTrStage2Method;
+
+    /// Every shipped config of these programs parses, with its `[method]`.
+    #[test]
+    fn shipped_configs_parse() -> Result<()> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut seen = 0;
+        for dir in [root.clone(), root.join("scenes")] {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path)?;
+                if !text.contains("program = \"dfr\"")
+                    && !text.contains("program = \"weaktr_stage2\"")
+                {
+                    continue;
+                }
+                let (cfg, _) = TrainConfig::parse(&text, &[])?;
+                match cfg.program {
+                    crate::train::ProgramKind::Dfr => {
+                        let m: DfrMethod = cfg.method()?;
+                        assert!(m.lambda_fc >= 0.0, "{}", path.display());
+                    }
+                    _ => {
+                        let _: WeakTrStage2Method = cfg.method()?;
+                    }
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 11, "found {seen} configs");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_method_is_an_error() {
+        let bad: std::result::Result<DfrMethod, _> =
+            toml::from_str("variant = \"crf\"").map_err(|e: toml::de::Error| e.to_string());
+        assert!(bad.is_err());
+        let bad: std::result::Result<DfrMethod, _> =
+            toml::from_str("variant = \"dfr\"\nlambda = 1");
+        assert!(bad.is_err());
+    }
+}
