@@ -706,6 +706,33 @@ mod tests {
     }
 
     #[test]
+    fn upstream_gradient_scales_the_result() {
+        let (image, seg, roi) = inputs(1, 3, 5, 6, 2);
+        let cfg = DenseCrfLossConfig {
+            weight: 1.0,
+            sigma_rgb: 30.0,
+            sigma_xy: 3.0,
+            ..DenseCrfLossConfig::rloss()
+        };
+        let var = Var::from_tensor(&seg).unwrap();
+        let grad = |factor: f64| {
+            let out = dense_crf_loss(&image, var.as_tensor(), &roi, None, &cfg).unwrap();
+            let g = (out.loss * factor).unwrap().backward().unwrap();
+            g.get(var.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let (one, three) = (grad(1.0), grad(3.0));
+        assert!(one.iter().any(|v| *v != 0.0));
+        for (a, b) in one.iter().zip(&three) {
+            assert!((3.0 * a - b).abs() <= 1e-6 * (1.0 + b.abs()));
+        }
+    }
+
+    #[test]
     fn energy_gate_ignores_confident_pixels() {
         // A one-hot seg has max_k S = 1, so with roi = 1 the gate closes everywhere except
         // on unlabelled pixels.
