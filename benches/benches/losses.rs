@@ -1,11 +1,14 @@
 //! Regularized losses, forward + backward, K = 21: the dense CRF loss (rloss, lattice, at
-//! scale 1 and 0.5) and the gated CRF loss (radius 5, RGBXY kernel), at 128x128 and 320x320.
+//! scale 1 and 0.5), the gated CRF loss (radius 5, RGBXY kernel) and DFR's regulariser
+//! (gated form with 32 deep-feature channels; dense form with a 3-D PCA projection at scale
+//! 0.5), at 128x128 and 320x320.
 //!
 //! `RAYON_NUM_THREADS=1 cargo bench -p wsss-benches --bench losses`.
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use wsss_loss::dense_crf::{dense_crf_loss, DenseCrfLossConfig};
+use wsss_loss::dfr::{dfr_loss, DfrConfig, DfrForm};
 use wsss_loss::gated_crf::{gated_crf_loss, GatedCrfConfig};
 
 const K: usize = 21;
@@ -74,6 +77,32 @@ fn bench_losses(c: &mut Criterion) {
                 loss.backward().unwrap()
             })
         });
+        // DFR: unit-norm deep features (32 channels) varying smoothly over the image.
+        let feat = {
+            let mut v = vec![0f32; 32 * size * size];
+            for c in 0..32 {
+                for i in 0..size * size {
+                    let (y, x) = ((i / size) as f32, (i % size) as f32);
+                    v[c * size * size + i] = ((c as f32 + 1.0) * (x + 2.0 * y) / size as f32).sin();
+                }
+            }
+            let f = Tensor::from_vec(v, (1, 32, size, size), &Device::Cpu).unwrap();
+            let norm = f.sqr().unwrap().sum_keepdim(1).unwrap().sqrt().unwrap();
+            f.broadcast_div(&norm).unwrap()
+        };
+        for form in [DfrForm::Gated, DfrForm::Dense] {
+            let cfg = DfrConfig {
+                form,
+                ..DfrConfig::default()
+            };
+            let name = format!("dfr_{form:?}_fwd_bwd").to_lowercase();
+            group.bench_function(BenchmarkId::new(name, size), |b| {
+                b.iter(|| {
+                    let loss = dfr_loss(var.as_tensor(), &rgb, &feat, None, &cfg).unwrap();
+                    loss.backward().unwrap()
+                })
+            });
+        }
     }
     group.finish();
 }

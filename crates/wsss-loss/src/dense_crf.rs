@@ -258,34 +258,61 @@ impl DenseCrfLossOp {
             });
             let mut ws = vec![0f32; n * k];
             self.filters[bi].filter(&masked, k, &mut ws)?;
-            // Gate.
-            let gate: Vec<f32> = match self.gate {
-                Gate::None => vec![1.0; n],
+            // Gate (None: no buffer).
+            let gate: Option<Vec<f32>> = match self.gate {
+                Gate::None => None,
                 Gate::Energy => {
                     let labels = self.labels.as_deref().map(|l| &l[bi * n..(bi + 1) * n]);
-                    (0..n)
-                        .map(|i| {
-                            if labels.is_some_and(|l| l[i] == IGNORE) {
-                                return 1.0;
-                            }
-                            let max = (0..k).map(|c| s[c * n + i]).fold(f32::MIN, f32::max);
-                            (roi[i] - max).max(0.0)
-                        })
-                        .collect()
+                    Some(
+                        (0..n)
+                            .map(|i| {
+                                if labels.is_some_and(|l| l[i] == IGNORE) {
+                                    return 1.0;
+                                }
+                                let max = (0..k).map(|c| s[c * n + i]).fold(f32::MIN, f32::max);
+                                (roi[i] - max).max(0.0)
+                            })
+                            .collect(),
+                    )
                 }
             };
             let scale = -2.0 * self.weight / b as f32;
             let g = &mut grad[bi * k * n..(bi + 1) * k * n];
             let f = &mut filtered[bi * k * n..(bi + 1) * k * n];
-            for c in 0..k {
-                for i in 0..n {
-                    let w = ws[i * k + c];
-                    let a = gate[i] * w;
-                    f[c * n + i] = w;
-                    g[c * n + i] = scale * a * roi[i];
-                    energy += (masked[i * k + c] * a) as f64;
+            // Point-major W·S̃ back to class planes, in tiles of TILE points so that the
+            // reads stay in cache and every plane gets contiguous runs; the tiles are
+            // independent (one `&mut` run per plane each), hence parallel.
+            const TILE: usize = 256;
+            let mut tiles: Vec<Vec<(&mut [f32], &mut [f32])>> = (0..n.div_ceil(TILE))
+                .map(|_| Vec::with_capacity(k))
+                .collect();
+            for (gp, fp) in g.chunks_mut(n).zip(f.chunks_mut(n)) {
+                for (t, run) in gp.chunks_mut(TILE).zip(fp.chunks_mut(TILE)).enumerate() {
+                    tiles[t].push(run);
                 }
             }
+            let gate = gate.as_deref();
+            energy += tiles
+                .into_par_iter()
+                .enumerate()
+                .map(|(t, mut planes)| {
+                    let i0 = t * TILE;
+                    let mut e = 0f64;
+                    for (c, (gp, fp)) in planes.iter_mut().enumerate() {
+                        let mut ec = 0f32;
+                        for (j, (gv, fv)) in gp.iter_mut().zip(fp.iter_mut()).enumerate() {
+                            let i = i0 + j;
+                            let w = ws[i * k + c];
+                            let a = gate.map_or(w, |gt| gt[i] * w);
+                            *fv = w;
+                            *gv = scale * a * roi[i];
+                            ec += masked[i * k + c] * a;
+                        }
+                        e += ec as f64;
+                    }
+                    e
+                })
+                .sum::<f64>();
         }
         let loss = -(self.weight as f64) * energy / b as f64;
         *self
@@ -327,6 +354,16 @@ impl CustomOp1 for DenseCrfLossOp {
             bail!("dense_crf_loss: backward before forward");
         };
         let grad = Tensor::from_slice(grad, arg.shape(), arg.device())?;
+        // The usual case, d(loss)/d(loss) = 1, needs no extra pass over B·K·N values.
+        if grad_res.elem_count() == 1
+            && grad_res
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?[0]
+                == 1.0
+        {
+            return Ok(Some(grad));
+        }
         Ok(Some(grad.broadcast_mul(
             &grad_res.reshape(&[1usize; 4][..arg.rank()])?,
         )?))
@@ -353,6 +390,28 @@ pub fn dense_crf_loss(
     seg_label: Option<&Tensor>,
     config: &DenseCrfLossConfig,
 ) -> Result<DenseCrfLossOutput> {
+    dense_crf_loss_with_features(image, seg, roi, seg_label, None, config)
+}
+
+/// [`dense_crf_loss`] with extra kernel features appended to (x, y, R, G, B): DFR's dense
+/// form, whose Gaussian also compares (low-dimensional projections of) deep features,
+/// `exp(−½|Δxy/σ_xy|² − ½|Δrgb/σ_rgb|² − ½|ΔF/σ_F|²)`. The features are constants
+/// (detached), sampled nearest at the working resolution like the image.
+///
+/// # Shapes
+/// - as [`dense_crf_loss`]; `extra` = (F [B, C, H, W] f32, σ_F > 0), C small (the lattice
+///   works in d = 5 + C dimensions: keep C ≤ 3–4).
+///
+/// # Cost
+/// O(B·(N·d² + (N + M)·(d+1)·K)) with d = 5 + C; memory O(B·K·(N + M)).
+pub fn dense_crf_loss_with_features(
+    image: &Tensor,
+    seg: &Tensor,
+    roi: &Tensor,
+    seg_label: Option<&Tensor>,
+    extra: Option<(&Tensor, f32)>,
+    config: &DenseCrfLossConfig,
+) -> Result<DenseCrfLossOutput> {
     let (b, k, h0, w0) = seg.dims4()?;
     let (ib, ic, ih, iw) = image.dims4()?;
     if (ib, ic, ih, iw) != (b, 3, h0, w0) {
@@ -375,6 +434,28 @@ pub fn dense_crf_loss(
             );
         }
     }
+    let extra = match extra {
+        None => None,
+        Some((f, sigma)) => {
+            let (fb, fc, fh, fw) = f.dims4()?;
+            if (fb, fh, fw) != (b, h0, w0) || fc == 0 {
+                bail!(
+                    "dense_crf_loss: extra features must be [{b}, C ≥ 1, {h0}, {w0}], got {:?}",
+                    f.dims()
+                );
+            }
+            if sigma.is_nan() || sigma <= 0.0 {
+                bail!("dense_crf_loss: the extra features' sigma must be positive, got {sigma}");
+            }
+            let v = f
+                .detach()
+                .to_device(&Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            Some((v, fc, sigma))
+        }
+    };
     let s = config.scale_factor;
     if !(s > 0.0 && s <= 1.0) {
         bail!("dense_crf_loss: scale_factor must be in (0, 1], got {s}");
@@ -452,7 +533,19 @@ pub fn dense_crf_loss(
                 &mut planes,
             );
         }
-        let mut f = Vec::with_capacity(n * 5);
+        let fc = extra.as_ref().map_or(0, |e| e.1);
+        let mut extra_planes = Vec::with_capacity(fc * n);
+        if let Some((v, fc, _)) = &extra {
+            for c in 0..*fc {
+                pick(
+                    &v[(bi * fc + c) * n0..(bi * fc + c + 1) * n0],
+                    &mut extra_planes,
+                );
+            }
+        }
+        let inv_f = extra.as_ref().map_or(1.0, |e| 1.0 / e.2);
+        let d = 5 + fc;
+        let mut f = Vec::with_capacity(n * d);
         for y in 0..h {
             for x in 0..w {
                 let i = y * w + x;
@@ -463,9 +556,12 @@ pub fn dense_crf_loss(
                     planes[n + i] / config.sigma_rgb,
                     planes[2 * n + i] / config.sigma_rgb,
                 ]);
+                for c in 0..fc {
+                    f.push(extra_planes[c * n + i] * inv_f);
+                }
             }
         }
-        filters.push(GaussianFilter::new(&f, 5, config.filter)?);
+        filters.push(GaussianFilter::new(&f, d, config.filter)?);
     }
 
     let cache = Arc::new(Mutex::new(None));
@@ -482,13 +578,14 @@ pub fn dense_crf_loss(
     };
     let loss = seg_small.apply_op1(op)?;
     let filtered = {
-        let cache = cache
+        let mut cache = cache
             .lock()
             .map_err(|_| candle_core::Error::Msg("poisoned cache".into()))?;
-        let Some((_, filtered)) = cache.as_ref() else {
+        let Some((_, filtered)) = cache.as_mut() else {
             bail!("dense_crf_loss: the forward did not run");
         };
-        Tensor::from_slice(filtered, (b, k, h, w), &device)?
+        // Moved out (the backward needs only the gradient): no copy.
+        Tensor::from_vec(std::mem::take(filtered), (b, k, h, w), &device)?
     };
     Ok(DenseCrfLossOutput {
         loss: loss.to_device(&device)?,
@@ -605,6 +702,33 @@ mod tests {
                     g[idx]
                 );
             }
+        }
+    }
+
+    #[test]
+    fn upstream_gradient_scales_the_result() {
+        let (image, seg, roi) = inputs(1, 3, 5, 6, 2);
+        let cfg = DenseCrfLossConfig {
+            weight: 1.0,
+            sigma_rgb: 30.0,
+            sigma_xy: 3.0,
+            ..DenseCrfLossConfig::rloss()
+        };
+        let var = Var::from_tensor(&seg).unwrap();
+        let grad = |factor: f64| {
+            let out = dense_crf_loss(&image, var.as_tensor(), &roi, None, &cfg).unwrap();
+            let g = (out.loss * factor).unwrap().backward().unwrap();
+            g.get(var.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let (one, three) = (grad(1.0), grad(3.0));
+        assert!(one.iter().any(|v| *v != 0.0));
+        for (a, b) in one.iter().zip(&three) {
+            assert!((3.0 * a - b).abs() <= 1e-6 * (1.0 + b.abs()));
         }
     }
 

@@ -17,6 +17,9 @@
 //!   backward.
 //! - [`gated_crf`]: the gated CRF loss of Obukhov et al. (arXiv 1906.04651), including the
 //!   deep-feature kernel of DFR (arXiv 2108.01296), with an explicit backward.
+//! - [`dfr`]: DFR's dynamic regulariser (shallow RGB/xy + detached deep features), in the
+//!   gated form or the dense lattice form with a low-dimensional projection of F.
+//! - [`feature_consistency`]: DFR's feature-consistency loss on scribbled pixel pairs.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -32,6 +35,8 @@ pub mod affinity;
 pub mod aream;
 pub mod classification;
 pub mod dense_crf;
+pub mod dfr;
+pub mod feature_consistency;
 pub mod gated_crf;
 pub mod gradient_clipping;
 pub mod segmentation;

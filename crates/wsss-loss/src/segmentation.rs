@@ -66,6 +66,30 @@ pub fn cross_entropy(logits: &Tensor, labels_: &Tensor) -> Result<Tensor> {
     mean_or_zero(sum, count)
 }
 
+/// Per-pixel cross-entropy `−log p(label)` (PyTorch `CrossEntropyLoss(ignore_index=255,
+/// reduction="none")`): 0 on ignored pixels. WeakTr's stage 2 clips this map
+/// ([`crate::gradient_clipping`]) and takes its plain mean over all pixels.
+///
+/// # Shapes
+/// - `logits`: `[B, C, H, W]` float; `labels`: `[B, H, W]` u8 in `0..C` or 255.
+/// - returns `[B, H, W]`, the dtype of `logits`.
+///
+/// Cost: O(B·C·H·W).
+pub fn cross_entropy_map(logits: &Tensor, labels_: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = logits.dims4()?;
+    let values = labels(labels_, (b, c, h, w))?;
+    let mut one_hot = vec![0f32; b * c * h * w];
+    for (i, &l) in values.iter().enumerate() {
+        if l != IGNORE {
+            let (bi, p) = (i / (h * w), i % (h * w));
+            one_hot[(bi * c + l as usize) * h * w + p] = 1.0;
+        }
+    }
+    let one_hot =
+        Tensor::from_vec(one_hot, (b, c, h, w), logits.device())?.to_dtype(logits.dtype())?;
+    (log_softmax(logits, 1)? * one_hot)?.sum(1)?.neg()
+}
+
 /// Background/foreground balanced cross-entropy (ToCo `get_seg_loss`, arXiv 2303.02506,
 /// Sec. 3.4; AFA): `0.5 · CE(background pixels) + 0.5 · CE(foreground pixels)`, each term
 /// averaged over its own pixels, 255 ignored. Label 0 is the background.
@@ -146,6 +170,20 @@ mod tests {
         assert!(worst < 1e-7, "balanced: {worst}");
         let worst = check(&x, &[2, 3, 2, 3], |l| partial_cross_entropy(l, &labels))?;
         assert!(worst < 1e-7, "partial: {worst}");
+        let worst = check(&x, &[2, 3, 2, 3], |l| {
+            let w = Tensor::new(&[[[1f64, 2., 3.], [4., 5., 6.]]; 2], &Device::Cpu)?;
+            (cross_entropy_map(l, &labels)? * w)?.sum_all()
+        })?;
+        assert!(worst < 1e-7, "map: {worst}");
+        // The map's mean over labelled pixels is the ignore-index CE.
+        let t = Tensor::from_vec(x.clone(), (2, 3, 2, 3), &Device::Cpu)?;
+        let map = cross_entropy_map(&t, &labels)?
+            .flatten_all()?
+            .to_vec1::<f64>()?;
+        let l = labels.flatten_all()?.to_vec1::<u8>()?;
+        assert!(l.iter().zip(&map).all(|(&l, &m)| l != 255 || m == 0.0));
+        let mean = map.iter().sum::<f64>() / l.iter().filter(|&&v| v != 255).count() as f64;
+        assert!((mean - cross_entropy(&t, &labels)?.to_scalar::<f64>()?).abs() < 1e-12);
         Ok(())
     }
 

@@ -223,3 +223,35 @@ fn aream_reactivation_reaches_every_parameter() -> Result<()> {
         "warmup_epochs = 0\nlayer_index = 1\nentropies = [0.0, 1.0]",
     )
 }
+
+#[test]
+fn weaktr_stage2_resumes_exactly_and_reaches_every_parameter() -> Result<()> {
+    let method = "encoder_lr_scale = 0.1\nclipping = { start_value = 5.0, patch_size = 12 }";
+    check_resume("weaktr_stage2", method)?;
+    check_gradients("weaktr_stage2", method)
+}
+
+#[test]
+fn dfr_resumes_exactly_and_reaches_every_parameter() -> Result<()> {
+    let small = "warmup_epochs = 1\nregularizer_downsample = 2\n\
+                 consistency = { max_points = 16 }\n\
+                 dfr = { gated = { radius = 2, sigma_xy = 2.0 } }\n\
+                 feature_head = { hidden_dim = 8, feature_dim = 4 }\n\
+                 decoder = { kind = \"mlp_fusion\", embed_dim = 8 }";
+    check_resume("dfr", &format!("variant = \"dfr\"\n{small}"))?;
+    for variant in [
+        "pce",
+        "dense_crf",
+        "gated_crf",
+        "dfr_no_fc",
+        "dfr",
+        "full_mask",
+    ] {
+        let method = format!(
+            "variant = \"{variant}\"\n{}\ndense_crf = {{ sigma_rgb = 15.0, sigma_xy = 10.0, scale_factor = 0.5 }}",
+            small.replace("warmup_epochs = 1", "warmup_epochs = 0")
+        );
+        check_gradients("dfr", &method)?;
+    }
+    Ok(())
+}

@@ -6,7 +6,10 @@
 
 pub mod aream;
 pub mod classic;
+pub mod dfr;
+pub mod segnet;
 pub mod weaktr;
+pub mod weaktr_stage2;
 
 use std::collections::HashMap;
 
@@ -34,6 +37,8 @@ pub fn build(cfg: &TrainConfig, ctx: &BuildContext) -> Result<Box<dyn Program>> 
         ProgramKind::Aream => Box::new(aream::Aream::new(cfg, ctx)?),
         ProgramKind::Classic => Box::new(classic::Classic::new(cfg, ctx)?),
         ProgramKind::WeaktrStage1 => Box::new(weaktr::WeakTrStage1::new(cfg, ctx)?),
+        ProgramKind::WeaktrStage2 => Box::new(weaktr_stage2::WeakTrStage2::new(cfg, ctx)?),
+        ProgramKind::Dfr => Box::new(dfr::DfrProgram::new(cfg, ctx)?),
         other => bail!("program `{}` is not available in this build", other.name()),
     })
 }
