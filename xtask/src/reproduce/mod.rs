@@ -1,6 +1,7 @@
 //! `cargo xtask reproduce`: the main job, stage by stage, each through the `wsss` binary,
 //! each cached by a hash of its command, configs and upstream runs (see [`stage`]).
 
+pub mod methods;
 pub mod report;
 pub mod scenes;
 pub mod stage;

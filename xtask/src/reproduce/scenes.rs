@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use super::methods::{run_cam_method, Context, CAM_METHODS};
 use super::stage::{Pipeline, StageSpec};
 use super::{wsss_binary, ReproduceOptions};
 
@@ -74,5 +75,16 @@ pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<PathBuf> {
         resume_args: vec![],
     })?;
 
-    super::report::render(&wsss, out, &data, &pipeline, &[], options)
+    let ctx = Context {
+        root,
+        wsss: &wsss,
+        out,
+        data: &data,
+        quick: options.quick,
+    };
+    let mut methods = Vec::new();
+    for method in &CAM_METHODS {
+        methods.push(run_cam_method(&ctx, &mut pipeline, method)?);
+    }
+    super::report::render(&wsss, out, &data, &pipeline, &methods, options)
 }

@@ -309,7 +309,7 @@ pub(crate) fn training_curves(
     Ok(Some(path))
 }
 
-/// The CAM of `path` as a heat map: per pixel the maximum over the foreground classes,
+/// The CAM of `path` as a heat map: per pixel the maximum over its (foreground) classes,
 /// scaled so the image's maximum is 1.
 fn cam_heat(path: &Path, width: u32, height: u32) -> Result<Vec<f32>> {
     let err = |e: &dyn std::fmt::Display| parse_error(path, e);
@@ -321,19 +321,10 @@ fn cam_heat(path: &Path, width: u32, height: u32) -> Result<Vec<f32>> {
         .to_dtype(DType::F32)
         .and_then(|s| s.to_vec3::<f32>())
         .map_err(|e| err(&e))?;
-    let classes: Vec<i64> = match tensors.get("classes") {
-        Some(c) => c
-            .to_dtype(DType::I64)
-            .and_then(|c| c.to_vec1::<i64>())
-            .map_err(|e| err(&e))?,
-        None => (1..=scores.len() as i64).collect(),
-    };
     let (w, h) = (width as usize, height as usize);
     let mut heat = vec![0f32; w * h];
-    for (plane, class) in scores.iter().zip(&classes) {
-        if *class == 0 {
-            continue;
-        }
+    // `wsss cam` writes foreground classes only (`classes` are foreground ids).
+    for plane in &scores {
         if plane.len() != h || plane.first().map_or(0, Vec::len) != w {
             return Err(parse_error(
                 path,
