@@ -4,7 +4,9 @@
 //! Hariharan et al. ICCV 2011), training augmentations with an explicit RNG
 //! ([`transform`]), a batcher to candle tensors ([`batch`]), and the embedded `scenes`
 //! benchmark built from Fashion-MNIST objects (Xiao et al., arXiv:1708.07747) on real photo
-//! textures ([`scenes`]), with ScribbleSup-style scribbles (Lin et al., arXiv:1604.05144).
+//! textures ([`scenes`]), with ScribbleSup-style scribbles (Lin et al., arXiv:1604.05144),
+//! and converters of the public datasets into that layout ([`prepare`]: VOC 2012 + SBD
+//! `cls/*.mat`, COCO 2014 instances JSON streamed, ScribbleSup XML).
 //!
 //! ```
 //! use wsss_data::{palette::{read_label_png, write_label_png, LabelFormat, LabelMap}, ClassSet};

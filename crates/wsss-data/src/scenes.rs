@@ -686,3 +686,42 @@ pub fn generate(cfg: &ScenesConfig, out: &Path) -> Result<ScenesStats> {
     std::fs::write(&p, json).map_err(io_err(&p))?;
     Ok(stats)
 }
+
+/// A contact sheet of the first `count` training scenes of `cfg`: one column per scene,
+/// rows image / mask (VOC colours) / scribbles over the darkened image, 4 px gaps.
+pub fn contact_sheet(cfg: &ScenesConfig, count: usize) -> Result<RgbImage> {
+    check(cfg)?;
+    let assets = Assets::load()?;
+    let (s, gap) = (cfg.size, 4u32);
+    let count = count.max(1) as u32;
+    let mut sheet = RgbImage::from_pixel(
+        count * (s + gap) + gap,
+        3 * (s + gap) + gap,
+        Rgb([255, 255, 255]),
+    );
+    let colours = crate::palette::voc_colormap();
+    for c in 0..count {
+        let scene = compose(
+            &assets,
+            cfg,
+            false,
+            &mut scene_rng(cfg.seed, false, c as usize),
+        );
+        let x0 = gap + c * (s + gap);
+        for (x, y, p) in scene.image.enumerate_pixels() {
+            sheet.put_pixel(x0 + x, gap + y, *p);
+            let m = colours[scene.mask.get(x, y) as usize];
+            sheet.put_pixel(x0 + x, gap + (s + gap) + y, Rgb(m));
+            let l = scene.scribble.get(x, y);
+            let q = if l == 255 {
+                Rgb([p[0] / 3, p[1] / 3, p[2] / 3])
+            } else if l == 0 {
+                Rgb([255, 255, 255])
+            } else {
+                Rgb(colours[l as usize])
+            };
+            sheet.put_pixel(x0 + x, gap + 2 * (s + gap) + y, q);
+        }
+    }
+    Ok(sheet)
+}

@@ -124,3 +124,33 @@ fn scenes_open_in_the_voc_loader_and_batch() -> R {
     assert_eq!(batch.labels.dims(), &[2, 10]);
     Ok(())
 }
+
+#[test]
+fn scenes_scribbles_are_sparse_correct_and_cover_every_object() -> R {
+    let cfg = ScenesConfig::default();
+    let (mut scribbled, mut total) = (0usize, 0usize);
+    for i in 0..40 {
+        let s = wsss_data::scenes::scene(&cfg, i % 2 == 1, i)?;
+        let present = wsss_data::ClassSet::from_mask(&s.mask.data);
+        for &l in present.labels() {
+            assert!(
+                s.scribble.data.contains(&l),
+                "scene {i}: class {l} visible but not scribbled"
+            );
+        }
+        for (k, (&sc, &m)) in s.scribble.data.iter().zip(&s.mask.data).enumerate() {
+            assert!(
+                sc == 255 || sc == m,
+                "scene {i} pixel {k}: scribble {sc}, mask {m}"
+            );
+        }
+        scribbled += s.scribble.data.iter().filter(|&&v| v != 255).count();
+        total += s.scribble.data.len();
+    }
+    let fraction = scribbled as f64 / total as f64;
+    assert!(
+        (0.015..0.05).contains(&fraction),
+        "scribble fraction {fraction}"
+    );
+    Ok(())
+}

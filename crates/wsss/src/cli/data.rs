@@ -115,6 +115,10 @@ pub enum DataCommand {
         /// Image side in pixels.
         #[arg(long, default_value_t = 96)]
         size: u32,
+        /// Also write a contact sheet of the first 8 training scenes (image, mask,
+        /// scribbles) here (datasets/scenes/contact_sheet.png is made this way).
+        #[arg(long)]
+        contact_sheet: Option<PathBuf>,
     },
 }
 
@@ -128,6 +132,7 @@ impl DataCommand {
                 val,
                 seed,
                 size,
+                contact_sheet,
             } => {
                 let cfg = ScenesConfig {
                     train,
@@ -136,6 +141,14 @@ impl DataCommand {
                     size,
                     ..ScenesConfig::default()
                 };
+                if let Some(path) = &contact_sheet {
+                    wsss::data::image_io::write_image(
+                        path,
+                        &wsss::data::scenes::contact_sheet(&cfg, 8)?,
+                    )
+                    .with_context(|| format!("writing {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
                 let start = Instant::now();
                 let stats = generate(&cfg, &out)
                     .with_context(|| format!("generating scenes in {}", out.display()))?;
