@@ -31,6 +31,8 @@ use rayon::prelude::*;
 
 /// Rows per rayon task in the filter loops.
 const CHUNK: usize = 512;
+/// Largest feature magnitude: lattice coordinates stay far inside `i32`.
+const MAX_FEATURE: f32 = 1e6;
 /// Marks an empty hash slot.
 const EMPTY: u32 = u32::MAX;
 
@@ -302,8 +304,13 @@ fn embed_point(f: &[f32], scale: &[f32], canonical: &[i32], keys: &mut [i32], we
     let mut sum = 0i32;
     for i in 0..d1 {
         let v = down_factor * elevated[i];
-        let up = v.ceil() * up_factor;
-        let down = v.floor() * up_factor;
+        // floor/ceil through an integer truncation: the same values as `f32::floor`/`ceil`
+        // in range, without a libm call per coordinate (no SSE4.1 `roundps` by default).
+        let t = v as i32 as f32;
+        let floor = if t > v { t - 1.0 } else { t };
+        let ceil = if floor < v { floor + 1.0 } else { floor };
+        let up = ceil * up_factor;
+        let down = floor * up_factor;
         let r = if up - elevated[i] < elevated[i] - down {
             up
         } else {
@@ -403,8 +410,11 @@ impl Permutohedral {
                 features.len()
             );
         }
-        if features.iter().any(|v| !v.is_finite()) {
-            bail!("permutohedral lattice: features must be finite");
+        if features.iter().any(|v| !v.is_finite() || v.abs() > MAX_FEATURE) {
+            bail!(
+                "permutohedral lattice: features must be finite and within ±{MAX_FEATURE:e} \
+                 (values divided by their sigmas)"
+            );
         }
         let n = features.len() / d;
         if n >= u32::MAX as usize / (d + 1) {
@@ -504,7 +514,8 @@ impl Permutohedral {
                     *p = packing.pack(key);
                 }
             });
-        let mut table = PackedTable::with_capacity(n.max(1) * 2);
+        // Start small (M is usually well below N) so the table stays in cache; it grows.
+        let mut table = PackedTable::with_capacity((n / 8).max(1024));
         let offsets: Vec<u32> = packed.iter().map(|&k| table.find_or_insert(k)).collect();
         let m = table.len;
         let mut vertex_keys = vec![0u64; m];

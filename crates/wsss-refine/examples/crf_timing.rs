@@ -96,5 +96,9 @@ fn main() {
     let mut out = vec![0f32; h * w * K];
     time("filter d5 K21", || l5.filter(&values, K, &mut out).unwrap());
     time("filter d2 K21", || l2.filter(&values, K, &mut out).unwrap());
+    for it in [0usize, 1] {
+        let cfg = DenseCrfConfig { iterations: it, ..DenseCrfConfig::weaktr() };
+        time(&format!("dense_crf {it} it"), || dense_crf(&img, h, w, &unary, K, &cfg).unwrap());
+    }
     time("dense_crf 10 it", || dense_crf(&img, h, w, &unary, K, &DenseCrfConfig::weaktr()).unwrap());
 }

@@ -195,17 +195,27 @@ fn bilateral_features(image: &[u8], h: usize, w: usize, sxy: f32, srgb: f32) -> 
 }
 
 /// Row-wise softmax in place, max subtracted first (densecrf's `expAndNormalize`).
+///
+/// The exponentials, the sum (8 independent partial sums) and the scaling are separate
+/// loops so that each vectorises (a float reduction fused into the `exp` loop does not).
 fn softmax_rows(xs: &mut [f32], k: usize) {
     xs.par_chunks_mut(CHUNK * k).for_each(|rows| {
         for row in rows.chunks_exact_mut(k) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
             for v in row.iter_mut() {
                 *v = fastmath::exp(*v - max);
-                sum += *v;
             }
+            let mut partial = [0f32; 8];
+            let chunks = row.chunks_exact(8);
+            let tail: f32 = chunks.remainder().iter().sum();
+            for c in chunks {
+                for (p, v) in partial.iter_mut().zip(c) {
+                    *p += v;
+                }
+            }
+            let inv = 1.0 / (partial.iter().sum::<f32>() + tail);
             for v in row.iter_mut() {
-                *v /= sum;
+                *v *= inv;
             }
         }
     });
