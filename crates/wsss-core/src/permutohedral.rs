@@ -19,9 +19,17 @@
 //! commute exactly on a sparse lattice; [`Permutohedral::filter_transposed`] applies the
 //! exact transpose `α·Sᵀ·B_0⋯B_d·S`.
 //!
+//! Vertex keys are packed into one `u64` (coordinate ranges measured first, widened by the
+//! blur steps) and hashed in a flat open-addressing table that stores the key in the slot
+//! and starts cache-sized; a neighbour's key is one addition to the packed key. Keys too
+//! wide for 64 bits fall back to a table of `i32` keys. Vertex numbering is the order of
+//! first appearance either way, so both give the same lattice.
+//!
 //! # Cost
 //! Building: O(N·d²) time for the coordinates plus O(N·(d+1)) hash look-ups;
-//! M ≤ N·(d+1) lattice vertices; memory O(N·(d+1) + M·(d+1)·d). Filtering V channels:
+//! M ≤ N·(d+1) lattice vertices (on a 500×375 photo-like image M ≈ 0.29·N for the
+//! bilateral kernel, d = 5, σ_xy 83, σ_rgb 5, and 0.13·N for the Gaussian, d = 2, σ 3);
+//! memory O(N·(d+1)·d) during the build, O(N·(d+1) + M·(d+1)) after. Filtering V channels:
 //! O(N·(d+1)·V + M·(d+1)·V) time and O(M·V) extra memory, never an N×N matrix. Every step
 //! of the filter is parallel with rayon (splat as a gather over vertices, so the result does
 //! not depend on the thread count).
@@ -410,7 +418,10 @@ impl Permutohedral {
                 features.len()
             );
         }
-        if features.iter().any(|v| !v.is_finite() || v.abs() > MAX_FEATURE) {
+        if features
+            .iter()
+            .any(|v| !v.is_finite() || v.abs() > MAX_FEATURE)
+        {
             bail!(
                 "permutohedral lattice: features must be finite and within ±{MAX_FEATURE:e} \
                  (values divided by their sigmas)"

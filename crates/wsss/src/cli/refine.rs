@@ -122,7 +122,10 @@ impl RefineArgs {
             }
         };
         if names.is_empty() {
-            bail!("no images to refine (no CAM files in {})", self.cams.display());
+            bail!(
+                "no images to refine (no CAM files in {})",
+                self.cams.display()
+            );
         }
         create_out_dir(&self.out)?;
         let names = self.shard.select(&names);
@@ -166,7 +169,13 @@ impl RefineArgs {
                     }
                 };
                 let label = config
-                    .run(image.as_raw(), (h, w), &scores, &classes, saliency.as_deref())
+                    .run(
+                        image.as_raw(),
+                        (h, w),
+                        &scores,
+                        &classes,
+                        saliency.as_deref(),
+                    )
                     .with_context(|| format!("refining {}", cam_path.display()))?;
                 let map = LabelMap {
                     width: w as u32,
