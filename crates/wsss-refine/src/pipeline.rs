@@ -414,7 +414,7 @@ impl RefineConfig {
                     )?);
                 }
                 RefineStep::ParReliable(s) => {
-                    if !(s.low < s.high) {
+                    if s.low.partial_cmp(&s.high) != Some(std::cmp::Ordering::Less) {
                         bail!(
                             "par_reliable needs low < high, got {} and {}",
                             s.low,

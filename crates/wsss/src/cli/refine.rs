@@ -42,8 +42,11 @@ pub struct RefineArgs {
     grey: bool,
 }
 
-/// `scores` as f32 planes with (K, H, W), and the classes, read from a CAM file.
-pub fn read_cam(path: &Path) -> Result<(Vec<f32>, (usize, usize, usize), Vec<usize>)> {
+/// A CAM file's content: `scores` as f32 planes, their (K, H, W), and the K class ids.
+pub type CamFile = (Vec<f32>, (usize, usize, usize), Vec<usize>);
+
+/// Reads a CAM file (`scores` f16/f32, `classes` integers), with errors naming it.
+pub fn read_cam(path: &Path) -> Result<CamFile> {
     if !path.is_file() {
         bail!("missing CAM file {}", path.display());
     }
