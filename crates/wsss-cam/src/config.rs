@@ -239,9 +239,9 @@ impl CamConfig {
                 .map_err(candle_core::Error::wrap)
         };
         let inner: Box<dyn CamGenerator + Send + Sync> = match &self.method {
-            CamMethod::Classic {} => Box::new(ClassicCam::from_state_dict(
-                &cfg, tensors, dtype, device,
-            )?),
+            CamMethod::Classic {} => {
+                Box::new(ClassicCam::from_state_dict(&cfg, tensors, dtype, device)?)
+            }
             CamMethod::Getam { start_layer } => {
                 if *start_layer >= cfg.depth {
                     bail!(
@@ -303,7 +303,10 @@ mod tests {
                 "[model]\npreset = \"tiny_test\"\n[method]\nkind = \"{kind}\"\n"
             ))
             .unwrap();
-            assert_eq!(cfg.multiscale.resolve().unwrap(), MultiScaleConfig::single());
+            assert_eq!(
+                cfg.multiscale.resolve().unwrap(),
+                MultiScaleConfig::single()
+            );
         }
         let cfg = parse(
             "[model]\npreset = \"tiny_test\"\n[method]\nkind = \"weaktr\"\nmap = \"coarse\"\n\
@@ -333,10 +336,9 @@ mod tests {
 
     #[test]
     fn builds_and_checks_the_start_layer() -> Result<()> {
-        let cfg = parse(
-            "[model]\npreset = \"tiny_test\"\n[method]\nkind = \"getam\"\nstart_layer = 5\n",
-        )
-        .map_err(candle_core::Error::wrap)?;
+        let cfg =
+            parse("[model]\npreset = \"tiny_test\"\n[method]\nkind = \"getam\"\nstart_layer = 5\n")
+                .map_err(candle_core::Error::wrap)?;
         let weights = wsss_vit::init_weights(&cfg.backbone()?, 1)?;
         let err = cfg
             .build(weights.clone(), DType::F32, &Device::Cpu)

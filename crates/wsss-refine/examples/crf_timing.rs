@@ -47,7 +47,11 @@ fn image(h: usize, w: usize) -> Vec<u8> {
             let r = (x * 200 / w) as i32 + block / 2 + noise;
             let g = (y * 200 / h) as i32 + noise;
             let b = 120 + block - noise;
-            out.extend_from_slice(&[r.clamp(0, 255) as u8, g.clamp(0, 255) as u8, b.clamp(0, 255) as u8]);
+            out.extend_from_slice(&[
+                r.clamp(0, 255) as u8,
+                g.clamp(0, 255) as u8,
+                b.clamp(0, 255) as u8,
+            ]);
         }
     }
     out
@@ -76,8 +80,14 @@ fn probabilities(h: usize, w: usize) -> Vec<f32> {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let (h, w) = (args.first().copied().unwrap_or(375), args.get(1).copied().unwrap_or(500));
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let (h, w) = (
+        args.first().copied().unwrap_or(375),
+        args.get(1).copied().unwrap_or(500),
+    );
     let img = image(h, w);
     let unary = unary_from_softmax(&probabilities(h, w), 1e-5);
     let mut f5 = Vec::with_capacity(h * w * 5);
@@ -85,16 +95,38 @@ fn main() {
     for y in 0..h {
         for x in 0..w {
             let p = &img[(y * w + x) * 3..(y * w + x) * 3 + 3];
-            f5.extend_from_slice(&[x as f32 / 83.0, y as f32 / 83.0, p[0] as f32 / 5.0, p[1] as f32 / 5.0, p[2] as f32 / 5.0]);
+            f5.extend_from_slice(&[
+                x as f32 / 83.0,
+                y as f32 / 83.0,
+                p[0] as f32 / 5.0,
+                p[1] as f32 / 5.0,
+                p[2] as f32 / 5.0,
+            ]);
             f2.extend_from_slice(&[x as f32 / 3.0, y as f32 / 3.0]);
         }
     }
     let l5 = time("lattice build d5", || Permutohedral::new(&f5, 5).unwrap());
     let l2 = time("lattice build d2", || Permutohedral::new(&f2, 2).unwrap());
-    println!("N {}  M(d5) {}  M(d2) {}", h * w, l5.num_vertices(), l2.num_vertices());
+    println!(
+        "N {}  M(d5) {}  M(d2) {}",
+        h * w,
+        l5.num_vertices(),
+        l2.num_vertices()
+    );
     let values: Vec<f32> = (0..h * w * K).map(|i| (i % 7) as f32 / 7.0).collect();
     let mut out = vec![0f32; h * w * K];
     time("filter d5 K21", || l5.filter(&values, K, &mut out).unwrap());
     time("filter d2 K21", || l2.filter(&values, K, &mut out).unwrap());
-    time("dense_crf 10 it", || dense_crf(&img, h, w, &unary, K, &DenseCrfConfig::weaktr()).unwrap());
+    for it in [0usize, 1] {
+        let cfg = DenseCrfConfig {
+            iterations: it,
+            ..DenseCrfConfig::weaktr()
+        };
+        time(&format!("dense_crf {it} it"), || {
+            dense_crf(&img, h, w, &unary, K, &cfg).unwrap()
+        });
+    }
+    time("dense_crf 10 it", || {
+        dense_crf(&img, h, w, &unary, K, &DenseCrfConfig::weaktr()).unwrap()
+    });
 }

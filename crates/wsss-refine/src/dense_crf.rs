@@ -20,11 +20,28 @@
 //! vertices. Every step runs in parallel with rayon (`RAYON_NUM_THREADS` sets the threads).
 //! With [`FilterKind::Exact`]: O(N²·K·T) time, for small references only.
 //!
-//! Measured medians (criterion `--quick`, `benches/benches/crf.rs`, K = 21, WeakTr config,
-//! 10 iterations, shared 2-core AMD EPYC VM under load): 500x375 1.60 s with 1 thread,
-//! 0.82 s with 2 threads (pydensecrf single-threaded: about 0.94 s on this machine class);
-//! 256x256 0.58 s, 512x512 1.89 s (1 thread). The lattice alone (d = 5, K = 21, 1 thread):
-//! build 51 / 175 / 207 ms and filter 23 / 44 / 74 ms at 256², 500x375, 512².
+//! Implementation: Q, the logits and −U are point-major with the labels padded to a
+//! multiple of 8 (21 → 24; the padded labels keep Q = 0), so every per-label loop
+//! vectorises without a scalar tail. The normalisation D^−½ and the Potts weight are folded
+//! into each lattice's splat and slice weights ([`Permutohedral::scaled`]) and each message
+//! is sliced straight into the logits, so an iteration is two splat/blur/slice passes and a
+//! softmax, with no other pass over the N·K values.
+//!
+//! Measured (2-core AMD EPYC VM shared with four other engineers' builds, load average
+//! 13–16, so wall times are 2–3× the CPU time; K = 21, WeakTr config, 10 iterations,
+//! 500×375):
+//!
+//! | | before | after |
+//! |---|---|---|
+//! | process CPU time, 1 thread (`examples/crf_timing.rs`, min of 3) | 1.18–1.42 s | 0.73–0.85 s |
+//! | criterion median, wall, 1 thread | 3.85 s | 2.92 s |
+//! | criterion median, wall, 2 threads | 3.50 s | 2.93 s |
+//! | lattice build d = 5 (CPU) | 165–215 ms | 89–113 ms |
+//!
+//! pydensecrf single-threaded takes about 0.94 s here on an idle machine; our CPU time is
+//! below it, but the wall-clock targets could not be checked on the loaded machine. Time
+//! and memory are linear in N and in K (padded): 256² / 512² criterion wall medians
+//! 1.28 s / 3.74 s (before 2.18 s / 6.66 s) under the same load.
 
 use candle_core::{bail, DType, Result, Tensor};
 use rayon::prelude::*;
@@ -195,17 +212,30 @@ fn bilateral_features(image: &[u8], h: usize, w: usize, sxy: f32, srgb: f32) -> 
 }
 
 /// Row-wise softmax in place, max subtracted first (densecrf's `expAndNormalize`).
-fn softmax_rows(xs: &mut [f32], k: usize) {
-    xs.par_chunks_mut(CHUNK * k).for_each(|rows| {
-        for row in rows.chunks_exact_mut(k) {
+///
+/// The exponentials, the sum (8 independent partial sums) and the scaling are separate
+/// loops so that each vectorises (a float reduction fused into the `exp` loop does not).
+/// Rows are `kp` long; the softmax runs over the first `k` entries, the rest are set to 0.
+fn softmax_rows(xs: &mut [f32], k: usize, kp: usize) {
+    xs.par_chunks_mut(CHUNK * kp).for_each(|rows| {
+        for row in rows.chunks_exact_mut(kp) {
+            let (row, pad) = row.split_at_mut(k);
+            pad.fill(0.0);
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
             for v in row.iter_mut() {
                 *v = fastmath::exp(*v - max);
-                sum += *v;
             }
+            let mut partial = [0f32; 8];
+            let chunks = row.chunks_exact(8);
+            let tail: f32 = chunks.remainder().iter().sum();
+            for c in chunks {
+                for (p, v) in partial.iter_mut().zip(c) {
+                    *p += v;
+                }
+            }
+            let inv = 1.0 / (partial.iter().sum::<f32>() + tail);
             for v in row.iter_mut() {
-                *v /= sum;
+                *v *= inv;
             }
         }
     });
@@ -350,29 +380,32 @@ pub fn dense_crf(
         )?);
     }
 
-    // Point-major −U.
-    let mut neg_unary = vec![0f32; n * k];
+    // Point-major −U, each row padded to `kp` labels (a multiple of 8 from K = 8 on) so
+    // the per-label loops of the filter have no scalar remainder; padded labels keep
+    // Q = 0, so they never contribute to a message.
+    let kp = if k >= 8 { k.next_multiple_of(8) } else { k };
+    let mut neg_unary = vec![0f32; n * kp];
     neg_unary
-        .par_chunks_mut(CHUNK * k)
+        .par_chunks_mut(CHUNK * kp)
         .enumerate()
         .for_each(|(c, rows)| {
-            for (r, row) in rows.chunks_exact_mut(k).enumerate() {
+            for (r, row) in rows.chunks_exact_mut(kp).enumerate() {
                 let i = c * CHUNK + r;
-                for (l, v) in row.iter_mut().enumerate() {
+                for (l, v) in row[..k].iter_mut().enumerate() {
                     *v = -unary[l * n + i];
                 }
             }
         });
     let mut q = neg_unary.clone();
-    softmax_rows(&mut q, k);
+    softmax_rows(&mut q, k, kp);
     if !pairwise.is_empty() {
-        let mut logits = vec![0f32; n * k];
+        let mut logits = vec![0f32; n * kp];
         for _ in 0..config.iterations {
             logits.copy_from_slice(&neg_unary);
             for p in &mut pairwise {
-                p.add_message(&q, k, &mut logits)?;
+                p.add_message(&q, kp, &mut logits)?;
             }
-            softmax_rows(&mut logits, k);
+            softmax_rows(&mut logits, k, kp);
             std::mem::swap(&mut q, &mut logits);
         }
     }
@@ -381,7 +414,7 @@ pub fn dense_crf(
     let mut out = vec![0f32; k * n];
     out.par_chunks_mut(n).enumerate().for_each(|(l, plane)| {
         for (i, v) in plane.iter_mut().enumerate() {
-            *v = q[i * k + l];
+            *v = q[i * kp + l];
         }
     });
     Ok(out)

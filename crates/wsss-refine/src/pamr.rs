@@ -27,6 +27,7 @@
 //! |---|---|---|
 //! | 256×256 | 174 ms | 490 ms |
 //! | 512×512 | 814 ms | 2.17 s |
+//! | 512×512, rerun at load ≈ 16 (same code, 2026-11-23) | 674 ms | — |
 //!
 //! At 512×512 `/usr/bin/time` on `examples/par_timing.rs` gives 0.56–0.64 s user +
 //! 0.07 s sys. A careful PyTorch rewrite (48 shifted slices, weights precomputed; torch

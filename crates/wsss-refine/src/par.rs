@@ -32,6 +32,7 @@
 //! |---|---|---|
 //! | 256×256 | 189 ms | 542 ms |
 //! | 512×512 | 918 ms | 2.21 s |
+//! | 512×512, rerun at load ≈ 16 (same code, 2026-11-23) | 673 ms | — |
 //!
 //! At 512×512 `/usr/bin/time` on `examples/par_timing.rs` gives 0.59–0.66 s user +
 //! 0.08 s sys (page faults of the 125 MB of buffers); the weights take ≈ 0.16 s of it, the

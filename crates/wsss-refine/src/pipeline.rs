@@ -311,7 +311,13 @@ fn par_label(
     let best = argmax_labels(&maps, k + 1)?;
     Ok(best
         .into_iter()
-        .map(|b| if b == 0 { 0 } else { (classes[b as usize - 1] + 1) as u8 })
+        .map(|b| {
+            if b == 0 {
+                0
+            } else {
+                (classes[b as usize - 1] + 1) as u8
+            }
+        })
         .collect())
 }
 
@@ -408,16 +414,15 @@ impl RefineConfig {
                     )?);
                 }
                 RefineStep::ParReliable(s) => {
-                    if !(s.low < s.high) {
+                    if s.low.partial_cmp(&s.high) != Some(std::cmp::Ordering::Less) {
                         bail!(
                             "par_reliable needs low < high, got {} and {}",
                             s.low,
                             s.high
                         );
                     }
-                    let run = |t| {
-                        par_label(image, (h, w), &scores, classes, t, s.down_scale, &s.par)
-                    };
+                    let run =
+                        |t| par_label(image, (h, w), &scores, classes, t, s.down_scale, &s.par);
                     let (high, low) = (run(s.high)?, run(s.low)?);
                     label = Some(
                         high.iter()
@@ -554,7 +559,9 @@ mod tests {
         let cfg = parse("[[steps]]\nkind = \"reliable\"\nlow = 0.35\nhigh = 0.55\n");
         assert_eq!(cfg.steps[0], RefineStep::Reliable(ReliableConfig::afa()));
         for kind in ["par_label", "par_reliable", "completion", "crf"] {
-            parse(&format!("[[steps]]\nkind = \"{kind}\"\n")).check().unwrap();
+            parse(&format!("[[steps]]\nkind = \"{kind}\"\n"))
+                .check()
+                .unwrap();
         }
     }
 
@@ -568,14 +575,16 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("`par` needs CAM scores"), "{err}");
         assert!(toml::from_str::<RefineConfig>("[[steps]]\nkind = \"magic\"\n").is_err());
-        assert!(toml::from_str::<RefineConfig>("[[steps]]\nkind = \"par\"\nitrations = 3\n")
-            .is_err());
+        assert!(
+            toml::from_str::<RefineConfig>("[[steps]]\nkind = \"par\"\nitrations = 3\n").is_err()
+        );
     }
 
     #[test]
     fn refinement_snaps_the_cam_to_the_edge() -> Result<()> {
         let (image, (h, w), cam) = scene();
-        let plain = parse("[[steps]]\nkind = \"threshold\"\n").run(&image, (h, w), &cam, &[3], None)?;
+        let plain =
+            parse("[[steps]]\nkind = \"threshold\"\n").run(&image, (h, w), &cam, &[3], None)?;
         // The raw CAM leaks two columns past the edge.
         assert_eq!(plain[9], 4);
         for chain in [
@@ -600,7 +609,8 @@ mod tests {
         // A medium-confidence CAM: foreground at the low background score, background at
         // the high one, so the whole object is ignored.
         let cam = vec![0.5f32; h * w];
-        let label = parse("[[steps]]\nkind = \"par_reliable\"\n").run(&image, (h, w), &cam, &[0], None)?;
+        let label =
+            parse("[[steps]]\nkind = \"par_reliable\"\n").run(&image, (h, w), &cam, &[0], None)?;
         assert!(label.iter().all(|&l| l == IGNORE));
         let label = parse("[[steps]]\nkind = \"par_reliable\"\n").run(
             &image,

@@ -110,12 +110,32 @@ fn write_weights(path: &Path, cfg: &Config) -> TestResult {
         add("head.weight", &[c, d, 3, 3], 2)?;
         add("head.bias", &[c], 3)?;
     }
-    add("adaptive_attention_fusion.attn_feat_ffn.0.weight", &[hd / 8, hd], 4)?;
-    add("adaptive_attention_fusion.attn_feat_ffn.0.bias", &[hd / 8], 5)?;
-    add("adaptive_attention_fusion.attn_feat_ffn.1.weight", &[1, hd / 8], 6)?;
+    add(
+        "adaptive_attention_fusion.attn_feat_ffn.0.weight",
+        &[hd / 8, hd],
+        4,
+    )?;
+    add(
+        "adaptive_attention_fusion.attn_feat_ffn.0.bias",
+        &[hd / 8],
+        5,
+    )?;
+    add(
+        "adaptive_attention_fusion.attn_feat_ffn.1.weight",
+        &[1, hd / 8],
+        6,
+    )?;
     add("adaptive_attention_fusion.attn_feat_ffn.1.bias", &[1], 7)?;
-    add("adaptive_attention_fusion.attn_head_ffn.0.weight", &[l * h / 2, l * h], 8)?;
-    add("adaptive_attention_fusion.attn_head_ffn.2.weight", &[l * h, l * h / 2], 9)?;
+    add(
+        "adaptive_attention_fusion.attn_head_ffn.0.weight",
+        &[l * h / 2, l * h],
+        8,
+    )?;
+    add(
+        "adaptive_attention_fusion.attn_head_ffn.2.weight",
+        &[l * h, l * h / 2],
+        9,
+    )?;
     tensors.extend(extra);
     candle_core::safetensors::save(&tensors, path)?;
     Ok(())
@@ -199,8 +219,17 @@ fn cam_then_refine_then_eval() -> TestResult {
         let out = dir.path().join(format!("cams{m}"));
         let weights = if m >= 3 { &weights_multi } else { &weights };
         let args: [&dyn AsRef<std::ffi::OsStr>; 11] = [
-            &"cam", &"--config", &cfg, &"--weights", weights, &"--data", &root, &"--split",
-            &"train", &"--out", &out,
+            &"cam",
+            &"--config",
+            &cfg,
+            &"--weights",
+            weights,
+            &"--data",
+            &root,
+            &"--split",
+            &"train",
+            &"--out",
+            &out,
         ];
         let log = ok(&wsss(&args)?);
         assert!(log.contains("3 images"), "{method}: {log}");
@@ -213,10 +242,16 @@ fn cam_then_refine_then_eval() -> TestResult {
         // Resume: nothing to do, files unchanged; a deleted file comes back identical.
         let before = std::fs::read(out.join("b.safetensors"))?;
         let log = ok(&wsss(&args)?);
-        assert!(log.contains("0 images") && log.contains("3 already done"), "{log}");
+        assert!(
+            log.contains("0 images") && log.contains("3 already done"),
+            "{log}"
+        );
         std::fs::remove_file(out.join("b.safetensors"))?;
         let log = ok(&wsss(&args)?);
-        assert!(log.contains("1 images") && log.contains("2 already done"), "{log}");
+        assert!(
+            log.contains("1 images") && log.contains("2 already done"),
+            "{log}"
+        );
         assert_eq!(std::fs::read(out.join("b.safetensors"))?, before);
         if m == 0 {
             first_cams = Some(out);
@@ -229,11 +264,27 @@ fn cam_then_refine_then_eval() -> TestResult {
     for (shard, want) in [("0/2", vec!["a", "c"]), ("1/2", vec!["b"])] {
         let out = dir.path().join(format!("shard{}", &shard[..1]));
         ok(&wsss(&[
-            &"cam", &"--config", &cfg0, &"--weights", &weights, &"--data", &root, &"--split",
-            &"train", &"--out", &out, &"--shard", &shard,
+            &"cam",
+            &"--config",
+            &cfg0,
+            &"--weights",
+            &weights,
+            &"--data",
+            &root,
+            &"--split",
+            &"train",
+            &"--out",
+            &out,
+            &"--shard",
+            &shard,
         ])?);
         let mut got: Vec<String> = std::fs::read_dir(&out)?
-            .map(|e| e.unwrap().file_name().to_string_lossy().replace(".safetensors", ""))
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .replace(".safetensors", "")
+            })
             .collect();
         got.sort();
         assert_eq!(got, want);
@@ -248,7 +299,15 @@ fn cam_then_refine_then_eval() -> TestResult {
     for cfg in &refine_configs {
         let out = dir.path().join("labels").join(cfg.file_stem().unwrap());
         let args: [&dyn AsRef<std::ffi::OsStr>; 9] = [
-            &"refine", &"--config", cfg, &"--cams", &cams, &"--data", &root, &"--out", &out,
+            &"refine",
+            &"--config",
+            cfg,
+            &"--cams",
+            &cams,
+            &"--data",
+            &root,
+            &"--out",
+            &out,
         ];
         ok(&wsss(&args)?);
         let mut before = Vec::new();
@@ -271,7 +330,11 @@ fn cam_then_refine_then_eval() -> TestResult {
         }
         // The labels score with `wsss eval`.
         let eval = wsss(&[
-            &"eval", &"--pred", &out, &"--gt", &root.join("SegmentationClass"),
+            &"eval",
+            &"--pred",
+            &out,
+            &"--gt",
+            &root.join("SegmentationClass"),
         ])?;
         ok(&eval);
         assert!(String::from_utf8_lossy(&eval.stdout).contains("mIoU"));
@@ -291,7 +354,9 @@ fn bad_input_names_the_file() -> TestResult {
         let scores = Tensor::zeros((1, h, W as usize), DType::F32, &Device::Cpu)?;
         let classes = Tensor::new(&[0i64], &Device::Cpu)?;
         candle_core::safetensors::save(
-            &[("scores", scores), ("classes", classes)].into_iter().collect(),
+            &[("scores", scores), ("classes", classes)]
+                .into_iter()
+                .collect(),
             cams.join(format!("{name}.safetensors")),
         )
     };
@@ -300,36 +365,91 @@ fn bad_input_names_the_file() -> TestResult {
     // b's maps are smaller than its image.
     let out = dir.path().join("out");
     let err = failed(&wsss(&[
-        &"refine", &"--config", &cfg, &"--cams", &cams, &"--data", &root, &"--out", &out,
+        &"refine",
+        &"--config",
+        &cfg,
+        &"--cams",
+        &cams,
+        &"--data",
+        &root,
+        &"--out",
+        &out,
     ])?);
-    assert!(err.contains("b.safetensors") && err.contains("30x40"), "{err}");
+    assert!(
+        err.contains("b.safetensors") && err.contains("30x40"),
+        "{err}"
+    );
     // c is in the split but has no CAM file.
     save("b", H as usize)?;
     let err = failed(&wsss(&[
-        &"refine", &"--config", &cfg, &"--cams", &cams, &"--data", &root, &"--split", &"train",
-        &"--out", &out,
+        &"refine",
+        &"--config",
+        &cfg,
+        &"--cams",
+        &cams,
+        &"--data",
+        &root,
+        &"--split",
+        &"train",
+        &"--out",
+        &out,
     ])?);
-    assert!(err.contains("missing CAM file") && err.contains("c.safetensors"), "{err}");
+    assert!(
+        err.contains("missing CAM file") && err.contains("c.safetensors"),
+        "{err}"
+    );
     // A config that does not end with labels.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[[steps]]\nkind = \"par\"\n")?;
     let err = failed(&wsss(&[
-        &"refine", &"--config", &bad, &"--cams", &cams, &"--data", &root, &"--out", &out,
+        &"refine",
+        &"--config",
+        &bad,
+        &"--cams",
+        &cams,
+        &"--data",
+        &root,
+        &"--out",
+        &out,
     ])?);
-    assert!(err.contains("bad.toml") && err.contains("produces scores"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("produces scores"),
+        "{err}"
+    );
     // A CAM config with an unknown method.
-    std::fs::write(&bad, "[model]\npreset = \"tiny_test\"\n[method]\nkind = \"gradcam\"\n")?;
+    std::fs::write(
+        &bad,
+        "[model]\npreset = \"tiny_test\"\n[method]\nkind = \"gradcam\"\n",
+    )?;
     let weights = dir.path().join("w.safetensors");
     write_weights(&weights, &Config::tiny_test())?;
     let err = failed(&wsss(&[
-        &"cam", &"--config", &bad, &"--weights", &weights, &"--data", &root, &"--split",
-        &"train", &"--out", &out,
+        &"cam",
+        &"--config",
+        &bad,
+        &"--weights",
+        &weights,
+        &"--data",
+        &root,
+        &"--split",
+        &"train",
+        &"--out",
+        &out,
     ])?);
     assert!(err.contains("bad.toml"), "{err}");
     // A bad shard.
     let err = failed(&wsss(&[
-        &"refine", &"--config", &cfg, &"--cams", &cams, &"--data", &root, &"--out", &out,
-        &"--shard", &"3/2",
+        &"refine",
+        &"--config",
+        &cfg,
+        &"--cams",
+        &cams,
+        &"--data",
+        &root,
+        &"--out",
+        &out,
+        &"--shard",
+        &"3/2",
     ])?);
     assert!(err.contains("k/n"), "{err}");
     Ok(())

@@ -109,7 +109,12 @@ fn jet(v: f32) -> [f32; 3] {
 }
 
 /// The [`CamConfig`] the legacy `--method`/`--model` flags describe.
-fn legacy_config(method: Method, model: &str, start_layer: usize, scales: Scales) -> Result<CamConfig> {
+fn legacy_config(
+    method: Method,
+    model: &str,
+    start_layer: usize,
+    scales: Scales,
+) -> Result<CamConfig> {
     let cfg = load_config(model)?;
     let method = match method {
         Method::Classic => CamMethod::Classic {},
@@ -151,7 +156,11 @@ pub fn read_cam_config(path: &Path) -> Result<CamConfig> {
 fn image_tensor(rgb: &image::RgbImage, device: &Device) -> Result<Tensor> {
     let (w, h) = rgb.dimensions();
     let planes = normalise(rgb);
-    Ok(Tensor::from_vec(planes, (1, 3, h as usize, w as usize), device)?)
+    Ok(Tensor::from_vec(
+        planes,
+        (1, 3, h as usize, w as usize),
+        device,
+    )?)
 }
 
 /// Writes a CAM file: `scores` (K, H, W) f32 and `classes` (K) i64, atomically.
@@ -161,9 +170,12 @@ pub fn save_cam(path: &Path, scores: &Tensor, classes: &[usize]) -> Result<()> {
     let scores = scores.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
     write_atomic(path, |tmp| {
         candle_core::safetensors::save(
-            &[("scores".to_string(), scores), ("classes".to_string(), classes)]
-                .into_iter()
-                .collect(),
+            &[
+                ("scores".to_string(), scores),
+                ("classes".to_string(), classes),
+            ]
+            .into_iter()
+            .collect(),
             tmp,
         )
         .with_context(|| format!("writing {}", tmp.display()))
@@ -184,7 +196,9 @@ impl CamArgs {
             .with_context(|| format!("reading {}", self.weights.display()))?;
         let generator = config
             .build(tensors, DType::F32, &device)
-            .with_context(|| format!("building the CAM generator from {}", self.weights.display()))?;
+            .with_context(|| {
+                format!("building the CAM generator from {}", self.weights.display())
+            })?;
         match &self.data {
             Some(data) => self.run_split(data, &generator, &device),
             None => self.run_image(&generator, &device),
@@ -192,8 +206,14 @@ impl CamArgs {
     }
 
     fn run_split(&self, data: &Path, generator: &BoxedGenerator, device: &Device) -> Result<()> {
-        let split = self.split.as_deref().context("--split is required with --data")?;
-        let out = self.out.as_deref().context("--out DIR is required with --data")?;
+        let split = self
+            .split
+            .as_deref()
+            .context("--split is required with --data")?;
+        let out = self
+            .out
+            .as_deref()
+            .context("--out DIR is required with --data")?;
         let dataset = VocDataset::open(data, split)
             .with_context(|| format!("opening split `{split}` of {}", data.display()))?;
         create_out_dir(out)?;
@@ -216,9 +236,7 @@ impl CamArgs {
                 for &l in sample.classes.labels() {
                     let c = l as usize - 1;
                     if c >= num_classes {
-                        bail!(
-                            "label {l} is beyond the model's {num_classes} foreground classes"
-                        );
+                        bail!("label {l} is beyond the model's {num_classes} foreground classes");
                     }
                     classes.push(c);
                 }

@@ -42,8 +42,11 @@ pub struct RefineArgs {
     grey: bool,
 }
 
-/// `scores` as f32 planes with (K, H, W), and the classes, read from a CAM file.
-pub fn read_cam(path: &Path) -> Result<(Vec<f32>, (usize, usize, usize), Vec<usize>)> {
+/// A CAM file's content: `scores` as f32 planes, their (K, H, W), and the K class ids.
+pub type CamFile = (Vec<f32>, (usize, usize, usize), Vec<usize>);
+
+/// Reads a CAM file (`scores` f16/f32, `classes` integers), with errors naming it.
+pub fn read_cam(path: &Path) -> Result<CamFile> {
     if !path.is_file() {
         bail!("missing CAM file {}", path.display());
     }
@@ -122,7 +125,10 @@ impl RefineArgs {
             }
         };
         if names.is_empty() {
-            bail!("no images to refine (no CAM files in {})", self.cams.display());
+            bail!(
+                "no images to refine (no CAM files in {})",
+                self.cams.display()
+            );
         }
         create_out_dir(&self.out)?;
         let names = self.shard.select(&names);
@@ -166,7 +172,13 @@ impl RefineArgs {
                     }
                 };
                 let label = config
-                    .run(image.as_raw(), (h, w), &scores, &classes, saliency.as_deref())
+                    .run(
+                        image.as_raw(),
+                        (h, w),
+                        &scores,
+                        &classes,
+                        saliency.as_deref(),
+                    )
                     .with_context(|| format!("refining {}", cam_path.display()))?;
                 let map = LabelMap {
                     width: w as u32,
