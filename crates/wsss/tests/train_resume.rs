@@ -223,3 +223,10 @@ fn aream_reactivation_reaches_every_parameter() -> Result<()> {
         "warmup_epochs = 0\nlayer_index = 1\nentropies = [0.0, 1.0]",
     )
 }
+
+#[test]
+fn getam_e2e_resumes_exactly_and_trains_every_parameter() -> Result<()> {
+    let method = "start_layer = 1\nseg_start_epoch = 1\n[method.completion]\nbackground_power = 32.0\npercentile = 0.9\nopening = 3\nsaliency_threshold = 0.0\nconflict = \"ignore\"";
+    check_resume("getam_e2e", method)?;
+    check_gradients("getam_e2e", "start_layer = 1")
+}
