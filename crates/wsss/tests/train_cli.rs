@@ -94,3 +94,20 @@ fn train_then_entropy_through_the_binary() -> Result<()> {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nonexistent"));
     Ok(())
 }
+
+#[test]
+fn every_scenes_config_builds_its_program() -> Result<()> {
+    use wsss::train::programs::{build, BuildContext};
+    let ctx = BuildContext {
+        num_classes: wsss::data::SCENES_CLASSES.len(),
+        device: candle_core::Device::Cpu,
+    };
+    for entry in std::fs::read_dir(repo().join("configs/scenes"))? {
+        let path = entry?.path();
+        let (cfg, _) = TrainConfig::read(&path, &[])?;
+        let program =
+            build(&cfg, &ctx).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+        assert!(!program.params().is_empty());
+    }
+    Ok(())
+}

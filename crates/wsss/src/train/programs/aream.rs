@@ -340,7 +340,7 @@ impl Program for Aream {
         let k = self.vit.num_classes;
         let l = self.vit.depth;
         let infer = AreamConfig::inference(k, l);
-        evaluate_classifier(data, &ctx.device, |images: &Tensor| {
+        evaluate_classifier(data, &ctx.device, |images: &Tensor, _labels: &Tensor| {
             let out = self
                 .vit_model
                 .forward_tapped(&images.detach(), Taps::attention())?;

@@ -81,7 +81,7 @@ impl Program for Classic {
 
     fn evaluate(&mut self, data: &EvalData, ctx: &EvalContext) -> Result<Metrics> {
         let model = &self.model;
-        evaluate_classifier(data, &ctx.device, |images: &Tensor| {
+        evaluate_classifier(data, &ctx.device, |images: &Tensor, _labels: &Tensor| {
             let out = model.forward(&images.detach())?;
             Ok((out.logits.detach(), vec![("classic", out.cam.detach())]))
         })

@@ -6,8 +6,12 @@
 
 pub mod aream;
 pub mod classic;
+<<<<<<< HEAD
 pub mod dfr;
 pub mod segnet;
+=======
+pub mod getam;
+>>>>>>> train
 pub mod weaktr;
 pub mod weaktr_stage2;
 
@@ -35,6 +39,7 @@ pub struct BuildContext {
 pub fn build(cfg: &TrainConfig, ctx: &BuildContext) -> Result<Box<dyn Program>> {
     Ok(match cfg.program {
         ProgramKind::Aream => Box::new(aream::Aream::new(cfg, ctx)?),
+        ProgramKind::GetamE2e => Box::new(getam::GetamE2e::new(cfg, ctx)?),
         ProgramKind::Classic => Box::new(classic::Classic::new(cfg, ctx)?),
         ProgramKind::WeaktrStage1 => Box::new(weaktr::WeakTrStage1::new(cfg, ctx)?),
         ProgramKind::WeaktrStage2 => Box::new(weaktr_stage2::WeakTrStage2::new(cfg, ctx)?),
@@ -131,7 +136,7 @@ fn adapt_pos_embed(pe: &Tensor, vit: &wsss_vit::Config) -> Result<Tensor> {
 
 /// Classification mAP and CAM quality on an evaluation set.
 ///
-/// `forward(images)` returns (B, K) logits and named (B, K, h, w) CAMs of all K
+/// `forward(images, labels)` returns (B, K) logits and named (B, K, h, w) CAMs of all K
 /// foreground classes at any resolution (the first is the method's CAM). Each is ReLU'd,
 /// resized to the image bilinearly, max-normalised per map, and scored on the
 /// ground-truth masks with the image labels: `val_cam_miou_gt` (best background
@@ -142,7 +147,7 @@ fn adapt_pos_embed(pe: &Tensor, vit: &wsss_vit::Config) -> Result<Tensor> {
 pub fn evaluate_classifier(
     data: &EvalData,
     device: &Device,
-    mut forward: impl FnMut(&Tensor) -> Result<(Tensor, Vec<(&'static str, Tensor)>)>,
+    mut forward: impl FnMut(&Tensor, &Tensor) -> Result<(Tensor, Vec<(&'static str, Tensor)>)>,
 ) -> Result<Metrics> {
     let c = data.dataset.num_classes();
     let mut map = MapMeter::default();
@@ -153,8 +158,8 @@ pub fn evaluate_classifier(
     for batch in data.batches() {
         let batch = batch?;
         let images = batch.images.to_device(device)?;
-        let (logits, cams) = forward(&images)?;
         let labels = batch.labels.to_device(device)?;
+        let (logits, cams) = forward(&images, &labels)?;
         let b = logits.dim(0)?;
         loss_sum += wsss_loss::classification::multilabel_soft_margin(&logits, &labels)?
             .to_dtype(DType::F64)?

@@ -157,7 +157,7 @@ impl Program for WeakTrStage1 {
 
     fn evaluate(&mut self, data: &EvalData, ctx: &EvalContext) -> Result<Metrics> {
         let model = &self.model;
-        evaluate_classifier(data, &ctx.device, |images: &Tensor| {
+        evaluate_classifier(data, &ctx.device, |images: &Tensor, _labels: &Tensor| {
             let out = model.forward(&images.detach())?;
             Ok((
                 out.cls_logits,
