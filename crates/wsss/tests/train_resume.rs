@@ -225,7 +225,6 @@ fn aream_reactivation_reaches_every_parameter() -> Result<()> {
 }
 
 #[test]
-<<<<<<< HEAD
 fn weaktr_stage2_resumes_exactly_and_reaches_every_parameter() -> Result<()> {
     let method = "encoder_lr_scale = 0.1\nclipping = { start_value = 5.0, patch_size = 12 }";
     check_resume("weaktr_stage2", method)?;
@@ -255,10 +254,11 @@ fn dfr_resumes_exactly_and_reaches_every_parameter() -> Result<()> {
         check_gradients("dfr", &method)?;
     }
     Ok(())
-=======
+}
+
+#[test]
 fn getam_e2e_resumes_exactly_and_trains_every_parameter() -> Result<()> {
     let method = "start_layer = 1\nseg_start_epoch = 1\n[method.completion]\nbackground_power = 32.0\npercentile = 0.9\nopening = 3\nsaliency_threshold = 0.0\nconflict = \"ignore\"";
     check_resume("getam_e2e", method)?;
     check_gradients("getam_e2e", "start_layer = 1")
->>>>>>> train
 }

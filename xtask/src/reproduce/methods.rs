@@ -44,7 +44,7 @@ pub const CAM_METHODS: [CamMethod; 3] = [
 ];
 
 /// Paths shared by the stages of one run.
-pub struct Context<'a> {
+pub struct RunPaths<'a> {
     /// Repository root (configs are read from here).
     pub root: &'a Path,
     /// The `wsss` binary.
@@ -96,7 +96,7 @@ fn list(data: &Path, split: &str) -> PathBuf {
 
 /// Runs one CAM method's stages; returns what the report shows of it.
 pub fn run_cam_method(
-    ctx: &Context<'_>,
+    ctx: &RunPaths<'_>,
     pipeline: &mut Pipeline,
     method: &CamMethod,
 ) -> Result<MethodSpec> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::methods::{run_cam_method, Context, CAM_METHODS};
+use super::methods::{run_cam_method, RunPaths, CAM_METHODS};
 use super::stage::{Pipeline, StageSpec};
 use super::{wsss_binary, ReproduceOptions};
 
@@ -75,7 +75,7 @@ pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<PathBuf> {
         resume_args: vec![],
     })?;
 
-    let ctx = Context {
+    let ctx = RunPaths {
         root,
         wsss: &wsss,
         out,

@@ -6,12 +6,9 @@
 
 pub mod aream;
 pub mod classic;
-<<<<<<< HEAD
 pub mod dfr;
-pub mod segnet;
-=======
 pub mod getam;
->>>>>>> train
+pub mod segnet;
 pub mod weaktr;
 pub mod weaktr_stage2;
 
