@@ -68,8 +68,8 @@ fn cam_config(train_dir: &Path, method: &str) -> Result<String> {
         .with_context(|| format!("reading {} (written by wsss train)", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let value: toml::Value = serde_json::from_value(json)
-        .with_context(|| format!("{} as TOML", path.display()))?;
+    let value: toml::Value =
+        serde_json::from_value(json).with_context(|| format!("{} as TOML", path.display()))?;
     let mut model = toml::map::Map::new();
     model.insert("config".into(), value);
     let mut top = toml::map::Map::new();

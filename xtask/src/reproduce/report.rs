@@ -26,7 +26,8 @@ fn image_path(data: &Path, id: &str) -> Option<PathBuf> {
 
 fn overlays(data: &Path) -> Result<Vec<OverlaySpec>> {
     let list = data.join("ImageSets/Segmentation/val.txt");
-    let text = std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
+    let text =
+        std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
     Ok(text
         .lines()
         .map(str::trim)
@@ -120,9 +121,10 @@ fn update_readme(report_dir: &Path) -> Result<()> {
         return Ok(());
     };
     let markdown = std::fs::read_to_string(report_dir.join("report.md"))?;
-    let mut section = results_section(&markdown)
-        .unwrap_or_default()
-        .replacen("## Results", "### Results", 1);
+    let mut section =
+        results_section(&markdown)
+            .unwrap_or_default()
+            .replacen("## Results", "### Results", 1);
     let grid = report_dir.join("overlays.png");
     if grid.is_file() {
         let dest = root.join("docs/results/scenes-overlays.png");
@@ -155,7 +157,10 @@ mod tests {
             results_section(md).unwrap(),
             "## Results (mIoU, %)\n\n| a |"
         );
-        assert_eq!(results_section("## Results\nonly").unwrap(), "## Results\nonly");
+        assert_eq!(
+            results_section("## Results\nonly").unwrap(),
+            "## Results\nonly"
+        );
         assert!(results_section("# nothing").is_none());
     }
 }

@@ -180,20 +180,18 @@ fn execute(stage: &StageSpec, args: &[String], key: String) -> Result<StageRecor
     println!(
         "[{}] {} {}",
         stage.name,
-        stage.program.file_name().unwrap_or_default().to_string_lossy(),
+        stage
+            .program
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy(),
         args.join(" ")
     );
     let start = Instant::now();
     let mut child = Command::new(&stage.program)
         .args(args)
         .spawn()
-        .with_context(|| {
-            format!(
-                "stage {}: starting {}",
-                stage.name,
-                stage.program.display()
-            )
-        })?;
+        .with_context(|| format!("stage {}: starting {}", stage.name, stage.program.display()))?;
     let mut peak = None;
     let status = loop {
         if let Some(mib) = peak_rss_mib(child.id()).filter(|m| *m > 0.0) {

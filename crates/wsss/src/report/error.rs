@@ -37,7 +37,10 @@ pub(crate) fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) 
     move |source| ReportError::Io { path, source }
 }
 
-pub(crate) fn parse_error(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> ReportError {
+pub(crate) fn parse_error(
+    path: impl Into<PathBuf>,
+    message: impl std::fmt::Display,
+) -> ReportError {
     ReportError::Parse {
         path: path.into(),
         message: message.to_string(),

@@ -8,7 +8,11 @@ use super::error::{ReportError, Result};
 
 /// The heat-map colour of `v` in [0, 1] (blue → cyan → yellow → red, "jet").
 pub fn jet(v: f32) -> [u8; 3] {
-    let v = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+    let v = if v.is_finite() {
+        v.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let channel = |centre: f32| {
         let c = (1.5 - (4.0 * v - centre).abs()).clamp(0.0, 1.0);
         (c * 255.0).round() as u8

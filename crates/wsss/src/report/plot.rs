@@ -51,12 +51,15 @@ pub struct LinePlot<'a> {
 
 fn register_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED
-        .get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok());
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_ok()
+    });
     if ok {
         Ok(())
     } else {
-        Err(ReportError::Plot("the bundled font could not be loaded".into()))
+        Err(ReportError::Plot(
+            "the bundled font could not be loaded".into(),
+        ))
     }
 }
 
@@ -105,8 +108,16 @@ pub fn draw_line_plot(plot: &LinePlot<'_>, path: &Path, width: u32, height: u32)
     }
     let err = |e: &dyn std::fmt::Display| ReportError::Plot(format!("{}: {e}", path.display()));
     let points = || plot.series.iter().flat_map(|s| s.points.iter().copied());
-    let (x0, x1) = bounds(points().map(|p| p.0).chain(plot.markers.iter().map(|m| m.x)));
-    let (y0, y1) = bounds(points().map(|p| p.1).chain(plot.markers.iter().map(|m| m.y)));
+    let (x0, x1) = bounds(
+        points()
+            .map(|p| p.0)
+            .chain(plot.markers.iter().map(|m| m.x)),
+    );
+    let (y0, y1) = bounds(
+        points()
+            .map(|p| p.1)
+            .chain(plot.markers.iter().map(|m| m.y)),
+    );
 
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -135,7 +146,9 @@ pub fn draw_line_plot(plot: &LinePlot<'_>, path: &Path, width: u32, height: u32)
             .draw_series(LineSeries::new(finite, colour.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(series.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+            });
     }
     for marker in plot.markers {
         let colour = series_colour(marker.series);

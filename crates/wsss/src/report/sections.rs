@@ -234,19 +234,32 @@ pub(crate) fn sweep_plot(
         480,
     )?;
     doc.heading(2, "Threshold sweep");
-    doc.image(file, "CAM mIoU against the background threshold; dots: best and Otsu");
+    doc.image(
+        file,
+        "CAM mIoU against the background threshold; dots: best and Otsu",
+    );
     Ok(Some(path))
 }
 
+/// A named line of (x, y) points.
+type NamedPoints = (String, Vec<(f64, f64)>);
+
 /// Numeric fields of one training log, keyed by name, as (epoch, value) points.
-fn log_series(path: &Path) -> Result<Vec<(String, Vec<(f64, f64)>)>> {
+fn log_series(path: &Path) -> Result<Vec<NamedPoints>> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    let mut series: Vec<NamedPoints> = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let value: serde_json::Value = serde_json::from_str(line)
             .map_err(|e| parse_error(path, format!("line {}: {e}", i + 1)))?;
         let Some(object) = value.as_object() else {
-            return Err(parse_error(path, format!("line {} is not an object", i + 1)));
+            return Err(parse_error(
+                path,
+                format!("line {} is not an object", i + 1),
+            ));
         };
         let x = object
             .get("epoch")
@@ -408,7 +421,10 @@ pub(crate) fn overlay_grid(
     let path = out_dir.join(file);
     let mut bytes = Vec::new();
     picture
-        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
         .map_err(|e| ReportError::Picture(format!("{}: {e}", path.display())))?;
     super::write_atomic(&path, &bytes)?;
     doc.heading(2, "Overlays");
