@@ -14,6 +14,7 @@ use wsss::cam::{
 };
 use wsss::data::batch::normalise;
 use wsss::data::VocDataset;
+use wsss::report::picture::heat_overlay;
 use wsss::vit::{read_state_dict, Config};
 
 use super::stage::{create_out_dir, run_images, write_atomic, Shard};
@@ -97,15 +98,6 @@ fn load_config(model: &str) -> Result<Config> {
         return serde_json::from_str(&text).with_context(|| format!("parsing {model}"));
     }
     Ok(Config::preset(model)?)
-}
-
-/// A heat-map colour (blue → cyan → yellow → red) for v in [0, 1].
-fn jet(v: f32) -> [f32; 3] {
-    let v = v.clamp(0.0, 1.0);
-    let r = (1.5 - (4.0 * v - 3.0).abs()).clamp(0.0, 1.0);
-    let g = (1.5 - (4.0 * v - 2.0).abs()).clamp(0.0, 1.0);
-    let b = (1.5 - (4.0 * v - 1.0).abs()).clamp(0.0, 1.0);
-    [r, g, b]
 }
 
 /// The [`CamConfig`] the legacy `--method`/`--model` flags describe.
@@ -258,8 +250,6 @@ impl CamArgs {
         let rgb = image::open(path)
             .with_context(|| format!("reading {}", path.display()))?
             .to_rgb8();
-        let (w, h) = rgb.dimensions();
-        let (w, h) = (w as usize, h as usize);
         let image = image_tensor(&rgb, device)?;
         let cam = generator.generate(&image, &self.classes)?;
         if let Some(out) = &self.out {
@@ -267,16 +257,7 @@ impl CamArgs {
         }
         if let Some(path) = &self.overlay {
             let heat = cam.scores.max(0)?.flatten_all()?.to_vec1::<f32>()?;
-            if heat.len() != h * w {
-                bail!("CAM has {} pixels, the image {h}x{w}", heat.len());
-            }
-            let mut out = rgb.clone();
-            for (x, y, px) in out.enumerate_pixels_mut() {
-                let colour = jet(heat[y as usize * w + x as usize]);
-                for c in 0..3 {
-                    px[c] = (0.5 * px[c] as f32 + 0.5 * 255.0 * colour[c]).round() as u8;
-                }
-            }
+            let out = heat_overlay(&rgb, &heat, 0.5)?;
             out.save(path)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
