@@ -503,12 +503,17 @@ fn compose(assets: &Assets, cfg: &ScenesConfig, val: bool, rng: &mut ChaCha8Rng)
         let d = distance(&inside, w, h);
         let core: Vec<bool> = d.iter().map(|&v| v >= 2).collect();
         let allowed = |i: usize| inside[i];
-        let path = if core.iter().any(|&b| b) {
+        let skeleton_path = if core.iter().any(|&b| b) {
             longest_path(&thin(core, w, h), w, h)
         } else {
-            // A sliver: one dot at its deepest pixel, so every object gets a scribble.
-            let i = (0..w * h).max_by_key(|&i| d[i]).unwrap_or(first);
-            vec![i]
+            Vec::new()
+        };
+        let path = if skeleton_path.is_empty() {
+            // A sliver (or a core that thins away): one dot at its deepest pixel, so every
+            // object gets a scribble.
+            vec![(0..w * h).max_by_key(|&i| d[i]).unwrap_or(first)]
+        } else {
+            skeleton_path
         };
         let keep = ((path.len() as f32 * cfg.scribble_length).ceil() as usize).clamp(1, path.len());
         let skip = (path.len() - keep) / 2;
