@@ -47,6 +47,10 @@ enum Task {
         /// Seed of the generated data.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Pre-train the scenes backbone (10,000 generated images) instead of starting from
+        /// the shipped models/scenes/vit_scenes_pretrained.safetensors.
+        #[arg(long)]
+        pretrain: bool,
     },
     /// Open a report.html in headless Chromium, save a screenshot, check it shows content.
     Screenshot {
@@ -105,6 +109,7 @@ fn main() -> Result<ExitCode> {
             out,
             quick,
             seed,
+            pretrain,
         } => {
             if dataset != "scenes" {
                 anyhow::bail!("`{dataset}`: only `scenes` is wired so far (voc and coco come with the training stages)");
@@ -118,6 +123,7 @@ fn main() -> Result<ExitCode> {
                     quick,
                     seed,
                     update_readme,
+                    pretrain,
                 },
             )?;
             println!("report: {}", report.join("report.html").display());

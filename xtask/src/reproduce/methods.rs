@@ -55,6 +55,8 @@ pub struct RunPaths<'a> {
     pub data: &'a Path,
     /// The smallest meaningful run.
     pub quick: bool,
+    /// Backbone weights every training starts from (`[model] init`).
+    pub init: &'a Path,
 }
 
 fn s(p: &Path) -> String {
@@ -128,6 +130,7 @@ pub fn run_cam_method(
         "--data".into(),
         s(ctx.data),
     ];
+    train_args.extend(["--set".into(), format!("model.init={}", s(ctx.init))]);
     if ctx.quick {
         train_args.extend(["--set".into(), "run.epochs=1".into()]);
     }
@@ -137,7 +140,7 @@ pub fn run_cam_method(
         dir: train_dir.clone(),
         program: ctx.wsss.to_path_buf(),
         args: train_args,
-        inputs: vec![config],
+        inputs: vec![config, ctx.init.to_path_buf()],
         after: vec!["data".into()],
         resume_args: vec!["--resume".into()],
     })?;

@@ -22,6 +22,9 @@ pub struct ReproduceOptions {
     pub seed: u64,
     /// Copy the results table and overlay grid into the README (default runs only).
     pub update_readme: bool,
+    /// Train the scenes backbone here instead of using the shipped one
+    /// ([`scenes::PRETRAINED`]).
+    pub pretrain: bool,
 }
 
 /// Builds the `wsss` binary in release mode and returns its path.

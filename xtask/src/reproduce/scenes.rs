@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use super::methods::{run_cam_method, RunPaths, CAM_METHODS};
 use super::stage::{Pipeline, StageSpec};
@@ -15,6 +15,83 @@ fn s(p: &Path) -> String {
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()
+}
+
+/// The shipped scenes backbone, relative to the repository root: the scenes analog of the
+/// ImageNet weights every paper starts from (made by `cargo xtask reproduce --pretrain`,
+/// see models/scenes/README.md).
+pub const PRETRAINED: &str = "models/scenes/vit_scenes_pretrained.safetensors";
+
+/// Sizes of the generated pre-training set (other compositions of the training objects,
+/// seed 1; the benchmark's val objects never appear).
+fn pretrain_sizes(quick: bool) -> (usize, usize) {
+    if quick {
+        (200, 40)
+    } else {
+        (10_000, 200)
+    }
+}
+
+/// The backbone weights the methods start from: the shipped file, or (with `--pretrain`) a
+/// classic classifier trained by configs/scenes/pretrain.toml on a generated set.
+fn backbone(
+    root: &Path,
+    wsss: &Path,
+    pipeline: &mut Pipeline,
+    options: &ReproduceOptions,
+) -> Result<PathBuf> {
+    if !options.pretrain {
+        let shipped = root.join(PRETRAINED);
+        if !shipped.is_file() {
+            bail!(
+                "{} is missing: `cargo xtask reproduce --pretrain` trains it",
+                shipped.display()
+            );
+        }
+        return Ok(shipped);
+    }
+    let dir = options.out.join("pretrain");
+    let data = dir.join("data");
+    let (train, val) = pretrain_sizes(options.quick);
+    pipeline.run(&StageSpec {
+        name: "pretrain/data".into(),
+        dir: data.clone(),
+        program: wsss.to_path_buf(),
+        args: [
+            args(&["data", "scenes", "--out"]),
+            vec![s(&data)],
+            args(&["--train", &train.to_string(), "--val", &val.to_string()]),
+            args(&["--seed", &(options.seed + 1).to_string()]),
+        ]
+        .concat(),
+        inputs: vec![],
+        after: vec![],
+        resume_args: vec![],
+    })?;
+    let config = root.join("configs/scenes/pretrain.toml");
+    let train_dir = dir.join("train");
+    let mut train_args = [
+        args(&["train", "--config"]),
+        vec![s(&config)],
+        args(&["--out"]),
+        vec![s(&train_dir)],
+        args(&["--data"]),
+        vec![s(&data)],
+    ]
+    .concat();
+    if options.quick {
+        train_args.extend(args(&["--set", "run.epochs=1"]));
+    }
+    pipeline.run(&StageSpec {
+        name: "pretrain/train".into(),
+        dir: train_dir.clone(),
+        program: wsss.to_path_buf(),
+        args: train_args,
+        inputs: vec![config],
+        after: vec!["pretrain/data".into()],
+        resume_args: vec!["--resume".into()],
+    })?;
+    Ok(train_dir.join("model.safetensors"))
 }
 
 /// Sizes of the generated set.
@@ -75,12 +152,14 @@ pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<PathBuf> {
         resume_args: vec![],
     })?;
 
+    let init = backbone(root, &wsss, &mut pipeline, options)?;
     let ctx = RunPaths {
         root,
         wsss: &wsss,
         out,
         data: &data,
         quick: options.quick,
+        init: &init,
     };
     let mut methods = Vec::new();
     for method in &CAM_METHODS {

@@ -359,10 +359,16 @@ impl TrainConfig {
         Ok((cfg, text))
     }
 
-    /// Reads `path` (see [`TrainConfig::parse`]).
+    /// Reads `path` (see [`TrainConfig::parse`]). A relative `[model] init` in the file is
+    /// taken relative to the file's folder (so shipped configs find shipped weights from
+    /// any working directory); one given by an override stays relative to the working
+    /// directory.
     pub fn read(path: &Path, overrides: &[String]) -> Result<(Self, String)> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let text = init_relative_to(&text, folder)
+            .with_context(|| format!("config {}", path.display()))?;
         Self::parse(&text, overrides).with_context(|| format!("config {}", path.display()))
     }
 
@@ -395,6 +401,22 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// `text` with a relative `[model] init` joined onto `folder` (unchanged otherwise).
+fn init_relative_to(text: &str, folder: &Path) -> Result<String> {
+    let mut table: toml::Table = toml::from_str(text).context("parsing the config TOML")?;
+    let Some(toml::Value::Table(model)) = table.get_mut("model") else {
+        return Ok(text.to_string());
+    };
+    let Some(toml::Value::String(init)) = model.get_mut("init") else {
+        return Ok(text.to_string());
+    };
+    if Path::new(init.as_str()).is_absolute() {
+        return Ok(text.to_string());
+    }
+    *init = folder.join(init.as_str()).display().to_string();
+    Ok(toml::to_string_pretty(&table)?)
 }
 
 fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
@@ -458,6 +480,25 @@ preset = "tiny_test"
         assert_eq!(cfg.data.root, PathBuf::from("/x/y"));
         assert_eq!(cfg.method["a"].as_integer(), Some(1));
         assert!(text.contains("epochs = 5"));
+        Ok(())
+    }
+
+    #[test]
+    fn relative_init_in_a_file_is_taken_from_the_files_folder() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let with_init = format!("{MINIMAL}init = \"../w.safetensors\"\n");
+        let sub = dir.path().join("configs");
+        std::fs::create_dir_all(&sub)?;
+        std::fs::write(sub.join("a.toml"), &with_init)?;
+        let (cfg, text) = TrainConfig::read(&sub.join("a.toml"), &[])?;
+        assert_eq!(cfg.model.init, Some(sub.join("../w.safetensors")));
+        assert!(text.contains("w.safetensors"));
+        let (cfg, _) = TrainConfig::read(&sub.join("a.toml"), &["model.init=x.st".into()])?;
+        assert_eq!(cfg.model.init, Some(PathBuf::from("x.st")));
+        let absolute = MINIMAL.replace("preset", "init = \"/abs/w.st\"\npreset");
+        std::fs::write(sub.join("b.toml"), absolute)?;
+        let (cfg, _) = TrainConfig::read(&sub.join("b.toml"), &[])?;
+        assert_eq!(cfg.model.init, Some(PathBuf::from("/abs/w.st")));
         Ok(())
     }
 
