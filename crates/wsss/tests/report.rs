@@ -70,7 +70,13 @@ fn write_stage_outputs(dir: &Path) -> (ReportSpec, f64) {
 
     std::fs::write(
         dir.join("metrics.jsonl"),
-        "{\"epoch\":1,\"loss\":0.9,\"lr\":0.1}\n{\"epoch\":2,\"loss\":0.5,\"lr\":0.05}\n",
+        concat!(
+            "{\"epoch\":1,\"loss\":0.9,\"lr\":0.1,\"best\":true,\"val_map\":0.4,",
+            "\"val_uniform_baseline_miou_gt\":0.2}\n",
+            "{\"epoch\":2,\"loss\":0.5,\"lr\":0.05,\"best\":true,\"val_map\":0.625,",
+            "\"val_uniform_baseline_miou_gt\":0.25}\n",
+            "{\"epoch\":3,\"loss\":0.4,\"lr\":0.01,\"best\":false,\"val_map\":0.5}\n",
+        ),
     )
     .unwrap();
 
@@ -128,12 +134,14 @@ fn report_tables_pictures_and_html() {
 
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     let pseudo = format!("{:.1}", 100.0 * pseudo_miou);
-    assert!(md.contains("| alpha | 100.0 (t=0.50) |"), "{md}");
+    // The kept checkpoint is the last epoch flagged best (epoch 2).
+    assert!(md.contains("| alpha | 62.5 | 100.0 (t=0.50) |"), "{md}");
+    assert!(md.contains("| uniform baseline | – | 25.0 | – |"), "{md}");
     assert!(md.contains(&pseudo), "pseudo mIoU {pseudo} missing:\n{md}");
     // One of 8 columns ignored: coverage 87.5 %; one of 7 covered columns wrong.
     assert!(md.contains("| 87.5 | 85.7 |"), "{md}");
     assert!(md.contains("| 74.0 |"));
-    assert!(md.contains("| beta (not run yet) | – | – | – | – | – | – |"));
+    assert!(md.contains("| beta (not run yet) | – | – | – | – | – | – | – |"));
     assert!(md.contains("| alpha/train | 12.5 | 321 | cached |"));
     for picture in ["threshold_sweep.png", "training_curves.png", "overlays.png"] {
         assert!(out.join(picture).is_file(), "{picture} missing");

@@ -19,6 +19,38 @@ pub(crate) struct LoadedMethod<'a> {
     sweep: Option<SweepReport>,
     pseudo: Option<MetricsReport>,
     seg: Option<MetricsReport>,
+    classifier: Option<ClassifierScores>,
+}
+
+/// What a training log says about the kept checkpoint (the last epoch flagged `best`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ClassifierScores {
+    /// Classifier mAP on val (image labels only).
+    map: Option<f64>,
+    /// mIoU of painting every present class uniformly (best threshold).
+    uniform_baseline: Option<f64>,
+}
+
+/// Reads the first training log's kept epoch; `None` when there is no log or no epoch.
+fn read_classifier(logs: &[PathBuf]) -> Result<Option<ClassifierScores>> {
+    let Some(path) = logs.iter().find(|p| p.is_file()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    let mut kept = None;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let record: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| parse_error(path, e))?;
+        if record.get("best").and_then(serde_json::Value::as_bool) == Some(true) {
+            kept = Some(ClassifierScores {
+                map: record.get("val_map").and_then(serde_json::Value::as_f64),
+                uniform_baseline: record
+                    .get("val_uniform_baseline_miou_gt")
+                    .and_then(serde_json::Value::as_f64),
+            });
+        }
+    }
+    Ok(kept)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -43,6 +75,7 @@ pub(crate) fn load_methods(methods: &[MethodSpec]) -> Result<Vec<LoadedMethod<'_
                 sweep: read_optional(spec.cam_sweep.as_ref())?,
                 pseudo: read_optional(spec.pseudo_metrics.as_ref())?,
                 seg: read_optional(spec.seg_metrics.as_ref())?,
+                classifier: read_classifier(&spec.train_logs)?,
             })
         })
         .collect()
@@ -65,6 +98,7 @@ pub(crate) fn results_table(doc: &mut Document, spec: &ReportSpec, methods: &[Lo
     let show_paper = methods.iter().any(|m| m.spec.paper.is_some());
     let mut header: Vec<String> = [
         "method",
+        "classifier mAP",
         "CAM best thr.",
         "CAM GT-free (Otsu)",
         "pseudo labels",
@@ -80,7 +114,10 @@ pub(crate) fn results_table(doc: &mut Document, spec: &ReportSpec, methods: &[Lo
     let rows = methods
         .iter()
         .map(|m| {
-            let mut row = vec![m.spec.name.clone()];
+            let mut row = vec![
+                m.spec.name.clone(),
+                percent(m.classifier.and_then(|c| c.map)),
+            ];
             match &m.sweep {
                 Some(s) => {
                     row.push(format!(
@@ -109,7 +146,20 @@ pub(crate) fn results_table(doc: &mut Document, spec: &ReportSpec, methods: &[Lo
             }
             row
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut rows = rows;
+    let baseline = methods
+        .iter()
+        .find_map(|m| m.classifier.and_then(|c| c.uniform_baseline));
+    if let Some(baseline) = baseline {
+        let mut row = vec![
+            "uniform baseline".to_string(),
+            "–".to_string(),
+            percent(Some(baseline)),
+        ];
+        row.resize(header.len(), "–".to_string());
+        rows.push(row);
+    }
     doc.table(header, rows);
     let sources: Vec<String> = methods
         .iter()
@@ -122,8 +172,10 @@ pub(crate) fn results_table(doc: &mut Document, spec: &ReportSpec, methods: &[Lo
         })
         .collect();
     doc.paragraph(format!(
-        "Dataset `{}`. CAM columns: background threshold tuned on ground truth (best) and \
-         chosen without it (Otsu on the pooled CAM histogram). Coverage: fraction of pixels \
+        "Dataset `{}`. Classifier mAP: on val, from image labels, at the kept checkpoint. \
+         CAM columns: background threshold tuned on ground truth (best) and \
+         chosen without it (Otsu on the pooled CAM histogram); the uniform baseline paints \
+         every present class uniformly (best threshold), the score a CAM must beat. Coverage: fraction of pixels \
          the pseudo labels do not ignore; precision: pixel accuracy on those.{}",
         spec.dataset,
         if sources.is_empty() {
