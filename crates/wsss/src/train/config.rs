@@ -206,10 +206,20 @@ pub struct OptimizerConfig {
     /// `param_groups_weight_decay` does.
     #[serde(default = "default_true")]
     pub no_decay_1d: bool,
+    /// Learning-rate factor of the pre-trained ViT backbone (patch and position embeddings,
+    /// blocks, final norm; see [`crate::train::params::is_backbone`]) in programs that use
+    /// the default parameter groups: fine-tuning a `[model] init` backbone slower than its
+    /// new heads and class tokens. 1 (one rate for all) by default.
+    #[serde(default = "default_unit_scale")]
+    pub backbone_lr_scale: f64,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn default_unit_scale() -> f64 {
+    1.0
 }
 
 /// Optimiser names in config files.
@@ -391,6 +401,10 @@ impl TrainConfig {
         }
         if !(self.optimizer.lr.is_finite() && self.optimizer.lr > 0.0) {
             bail!("[optimizer] lr must be a positive number");
+        }
+        let scale = self.optimizer.backbone_lr_scale;
+        if !(scale.is_finite() && scale >= 0.0) {
+            bail!("[optimizer] backbone_lr_scale must be a number >= 0");
         }
         if self.run.eval_every == 0 {
             bail!("[run] eval_every must be at least 1");

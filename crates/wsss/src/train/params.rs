@@ -150,6 +150,20 @@ impl Params {
     }
 }
 
+/// Whether `name` is a ViT backbone weight in timm's naming (optionally under `encoder.`
+/// or `backbone.`): patch embedding, position embedding, blocks, final norm. Class tokens
+/// are not: WeakTr and MCTformer grow several from ImageNet's one, so they start new.
+pub fn is_backbone(name: &str) -> bool {
+    let short = name
+        .strip_prefix("encoder.")
+        .or_else(|| name.strip_prefix("backbone."))
+        .unwrap_or(name);
+    short.starts_with("patch_embed.")
+        || short == "pos_embed"
+        || short.starts_with("blocks.")
+        || short.starts_with("norm.")
+}
+
 /// timm's `param_groups_weight_decay` rule: no decay for 1-D tensors (biases, norms),
 /// tokens and position embeddings.
 pub fn timm_decays(name: &str, var: &Var) -> bool {
@@ -158,4 +172,33 @@ pub fn timm_decays(name: &str, var: &Var) -> bool {
         || name.ends_with("token")
         || name == "pos_embed"
         || name.ends_with("pos_embed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_backbone;
+
+    #[test]
+    fn backbone_names_follow_timm() {
+        for name in [
+            "patch_embed.proj.weight",
+            "pos_embed",
+            "blocks.3.attn.qkv.weight",
+            "norm.bias",
+            "encoder.blocks.0.mlp.fc1.weight",
+            "backbone.patch_embed.proj.bias",
+        ] {
+            assert!(is_backbone(name), "{name}");
+        }
+        for name in [
+            "cls_token",
+            "head.weight",
+            "classifier.weight",
+            "decoder.blocks.0.norm1.weight",
+            "aaf.feat_ffn0.weight",
+            "encoder.cls_token",
+        ] {
+            assert!(!is_backbone(name), "{name}");
+        }
+    }
 }

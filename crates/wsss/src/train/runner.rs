@@ -27,7 +27,7 @@ use super::checkpoint::{self, save_tensors_atomic, write_atomic, TrainState};
 use super::config::{BestMode, OptimizerConfig, TrainConfig};
 use super::data::{mix_seed, EvalData, TrainData};
 use super::optim::{clip_grad_norm, Optimizer, ParamGroup};
-use super::params::{timm_decays, Params};
+use super::params::{is_backbone, timm_decays, Params};
 
 /// Named scalar metrics of an epoch (`val_map`, `val_cam_miou_gt`, …).
 pub type Metrics = BTreeMap<String, f64>;
@@ -76,12 +76,15 @@ pub trait Program {
     /// The trainable parameters (official checkpoint keys).
     fn params(&self) -> &Params;
 
-    /// Optimiser groups; by default one rate for all, timm's no-decay rule for 1-D
-    /// tensors, tokens and position embeddings when `no_decay_1d` is set.
+    /// Optimiser groups; by default the backbone at `backbone_lr_scale` and the rest at 1,
+    /// timm's no-decay rule for 1-D tensors, tokens and position embeddings when
+    /// `no_decay_1d` is set.
     fn param_groups(&self, opt: &OptimizerConfig) -> Vec<ParamGroup> {
         let no_decay_1d = opt.no_decay_1d;
+        let backbone = opt.backbone_lr_scale;
         self.params().groups(opt.weight_decay, |name, var| {
-            (1.0, !no_decay_1d || timm_decays(name, var))
+            let lr = if is_backbone(name) { backbone } else { 1.0 };
+            (lr, !no_decay_1d || timm_decays(name, var))
         })
     }
 
