@@ -47,6 +47,9 @@ enum Task {
         /// Seed of the generated data.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Use the debug `wsss` binary (no release build; what `cargo test` builds), for CI.
+        #[arg(long)]
+        dev: bool,
     },
     /// Open a report.html in headless Chromium, save a screenshot, check it shows content.
     Screenshot {
@@ -105,6 +108,7 @@ fn main() -> Result<ExitCode> {
             out,
             quick,
             seed,
+            dev,
         } => {
             if dataset != "scenes" {
                 anyhow::bail!("`{dataset}`: only `scenes` is wired so far (voc and coco come with the training stages)");
@@ -118,6 +122,7 @@ fn main() -> Result<ExitCode> {
                     quick,
                     seed,
                     update_readme,
+                    dev,
                 },
             )?;
             println!("report: {}", report.join("report.html").display());

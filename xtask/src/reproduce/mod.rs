@@ -22,22 +22,23 @@ pub struct ReproduceOptions {
     pub seed: u64,
     /// Copy the results table and overlay grid into the README (default runs only).
     pub update_readme: bool,
+    /// Use the debug `wsss` binary (`cargo build`, as `cargo test --workspace` leaves it)
+    /// instead of a release build: for CI smoke runs.
+    pub dev: bool,
 }
 
-/// Builds the `wsss` binary in release mode and returns its path.
-pub fn wsss_binary(root: &Path) -> Result<PathBuf> {
+/// Builds the `wsss` binary (release, or the debug profile with `dev`) and returns its
+/// path.
+pub fn wsss_binary(root: &Path, dev: bool) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build"];
+    if !dev {
+        args.push("--release");
+    }
+    args.extend(["--quiet", "-p", "wsss", "--bin", "wsss"]);
     let status = Command::new(cargo)
         .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "wsss",
-            "--bin",
-            "wsss",
-        ])
+        .args(&args)
         .status()
         .context("building the wsss binary")?;
     if !status.success() {
@@ -46,5 +47,5 @@ pub fn wsss_binary(root: &Path) -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/wsss"))
+    Ok(target.join(if dev { "debug/wsss" } else { "release/wsss" }))
 }

@@ -28,7 +28,7 @@ fn sizes(quick: bool) -> (usize, usize) {
 
 /// Runs the scenes reproduction into `options.out`; returns the report folder.
 pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<PathBuf> {
-    let wsss = wsss_binary(root)?;
+    let wsss = wsss_binary(root, options.dev)?;
     let out = &options.out;
     let data = out.join("data");
     let (train, val) = sizes(options.quick);
