@@ -43,7 +43,7 @@ use crate::train::config::{BestMode, OptimizerConfig, TrainConfig};
 use crate::train::data::EvalData;
 use crate::train::optim::ParamGroup;
 use crate::train::params::{timm_decays, Params};
-use crate::train::runner::{EvalContext, Metrics, Program, StepContext, StepOutput};
+use crate::train::runner::{EvalContext, Metrics, Program, Segmenter, StepContext, StepOutput};
 
 /// The ablation row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +395,10 @@ impl Program for DfrProgram {
         Some(self.net.vit_cfg.clone())
     }
 
+    fn as_segmenter(&self) -> Option<&dyn Segmenter> {
+        Some(self)
+    }
+
     fn method_info(&self) -> serde_json::Value {
         serde_json::json!({
             "program": "dfr",
@@ -457,5 +461,12 @@ mod tests {
         let bad: std::result::Result<DfrMethod, _> =
             toml::from_str("variant = \"dfr\"\nlambda = 1");
         assert!(bad.is_err());
+    }
+}
+
+impl Segmenter for DfrProgram {
+    /// The decoder's logits, no dropout.
+    fn segment(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.net.forward(&images.detach(), None)?.logits.detach())
     }
 }
