@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use xtask::reproduce::methods::Mode;
+use xtask::reproduce::ReproduceOptions;
 
 /// Where `cargo xtask reproduce` writes by default.
 const DEFAULT_OUT: &str = "runs/scenes";
@@ -50,6 +52,21 @@ enum Task {
         /// Use the debug `wsss` binary (no release build; what `cargo test` builds), for CI.
         #[arg(long)]
         dev: bool,
+        /// Methods to run (repeatable or comma separated).
+        #[arg(
+            long = "method",
+            value_enum,
+            value_delimiter = ',',
+            default_value = "all"
+        )]
+        methods: Vec<xtask::reproduce::MethodName>,
+        /// Run only the data and the trainings (before a sharded run).
+        #[arg(long, conflicts_with = "shard")]
+        train_only: bool,
+        /// Run only shard k/n (0 <= k < n) of the per-image stages (CAM, refine, segment) of
+        /// finished trainings; a final run without --shard scores and reports.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
     },
     /// Open a report.html in headless Chromium, save a screenshot, check it shows content.
     Screenshot {
@@ -73,6 +90,18 @@ enum Task {
         /// Only benchmarks whose id contains this.
         filter: Option<String>,
     },
+}
+
+/// `k/n` with 0 <= k < n.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard expects k/n with 0 <= k < n (e.g. 0/4), got `{s}`");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let k: usize = k.trim().parse().map_err(|_| bad())?;
+    let n: usize = n.trim().parse().map_err(|_| bad())?;
+    if n == 0 || k >= n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 fn golden(dir: PathBuf, ops: Vec<String>, list: bool) -> Result<ExitCode> {
@@ -109,23 +138,38 @@ fn main() -> Result<ExitCode> {
             quick,
             seed,
             dev,
+            methods,
+            train_only,
+            shard,
         } => {
             if dataset != "scenes" {
                 anyhow::bail!("`{dataset}`: only `scenes` is wired so far (voc and coco come with the training stages)");
             }
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let update_readme = !quick && out == std::path::Path::new(DEFAULT_OUT);
-            let report = xtask::reproduce::scenes::scenes(
-                &root,
-                &xtask::reproduce::ReproduceOptions {
-                    out,
-                    quick,
-                    seed,
-                    update_readme,
-                    dev,
-                },
-            )?;
-            println!("report: {}", report.join("report.html").display());
+            let mode = match (train_only, shard) {
+                (true, _) => Mode::TrainOnly,
+                (false, Some((index, count))) => Mode::Shard { index, count },
+                (false, None) => Mode::All,
+            };
+            let mut options = ReproduceOptions {
+                out,
+                quick,
+                seed,
+                update_readme: false,
+                dev,
+                methods,
+                mode,
+            };
+            options.update_readme = !quick
+                && options.out == std::path::Path::new(DEFAULT_OUT)
+                && options.all_methods()
+                && mode == Mode::All;
+            match xtask::reproduce::scenes::scenes(&root, &options)? {
+                Some(report) => println!("report: {}", report.join("report.html").display()),
+                None => println!(
+                    "partial run done ({mode:?}); run without --train-only/--shard to finish"
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Task::Screenshot {

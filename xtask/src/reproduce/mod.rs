@@ -4,12 +4,48 @@
 pub mod methods;
 pub mod report;
 pub mod scenes;
+pub mod segmentation;
 pub mod stage;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use wsss::report::MethodSpec;
+
+use methods::{run_cam_method, Mode, RunPaths, CAM_METHODS};
+use stage::Pipeline;
+
+/// A method of `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodName {
+    /// Classic CAM (the baseline).
+    Classic,
+    /// WeakTr stage 1 (CAM → pseudo labels) and stage 2 (segmentation).
+    Weaktr,
+    /// AReAM.
+    Aream,
+    /// GETAM end to end (GETAM CAMs and its decoder's segmentation).
+    Getam,
+    /// DFR on the scribbles.
+    Dfr,
+    /// Every method above.
+    All,
+}
+
+impl MethodName {
+    /// The folder and stage-name prefix of a method.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Weaktr => "weaktr",
+            Self::Aream => "aream",
+            Self::Getam => "getam",
+            Self::Dfr => "dfr",
+            Self::All => "all",
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -22,6 +58,10 @@ pub struct ReproduceOptions {
     pub seed: u64,
     /// Copy the results table and overlay grid into the README (default runs only).
     pub update_readme: bool,
+    /// Methods to run (`All` or empty: every one).
+    pub methods: Vec<MethodName>,
+    /// Which part of the pipeline runs (`--train-only`, `--shard k/n`).
+    pub mode: Mode,
     /// Use the debug `wsss` binary (`cargo build`, as `cargo test --workspace` leaves it)
     /// instead of a release build: for CI smoke runs.
     pub dev: bool,
@@ -48,4 +88,53 @@ pub fn wsss_binary(root: &Path, dev: bool) -> Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     Ok(target.join(if dev { "debug/wsss" } else { "release/wsss" }))
+}
+
+impl ReproduceOptions {
+    /// True when `method` is selected.
+    pub fn wants(&self, method: MethodName) -> bool {
+        self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| *m == method || *m == MethodName::All)
+    }
+
+    /// True when every method is selected.
+    pub fn all_methods(&self) -> bool {
+        self.methods.is_empty() || self.methods.contains(&MethodName::All)
+    }
+}
+
+/// Runs the stages of the selected methods in order (classic, weaktr with its stage 2,
+/// aream, getam, dfr); returns their report rows.
+pub fn run_methods(
+    ctx: &RunPaths<'_>,
+    pipeline: &mut Pipeline,
+    options: &ReproduceOptions,
+) -> Result<Vec<MethodSpec>> {
+    let mut rows = Vec::new();
+    for method in &CAM_METHODS {
+        let name = match method.name {
+            "classic" => MethodName::Classic,
+            "weaktr" => MethodName::Weaktr,
+            "aream" => MethodName::Aream,
+            other => bail!("CAM method `{other}` has no --method name"),
+        };
+        if !options.wants(name) {
+            continue;
+        }
+        let mut row = run_cam_method(ctx, pipeline, method)?;
+        if name == MethodName::Weaktr {
+            segmentation::weaktr_stage2(ctx, pipeline, &mut row)?;
+        }
+        rows.push(row);
+    }
+    if options.wants(MethodName::Getam) {
+        rows.push(segmentation::getam(ctx, pipeline)?);
+    }
+    if options.wants(MethodName::Dfr) {
+        rows.push(segmentation::dfr(ctx, pipeline)?);
+    }
+    Ok(rows)
 }

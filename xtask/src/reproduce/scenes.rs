@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::methods::{run_cam_method, RunPaths, CAM_METHODS};
+use super::methods::{Mode, RunPaths};
 use super::stage::{Pipeline, StageSpec};
 use super::{wsss_binary, ReproduceOptions};
 
@@ -26,8 +26,9 @@ fn sizes(quick: bool) -> (usize, usize) {
     }
 }
 
-/// Runs the scenes reproduction into `options.out`; returns the report folder.
-pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<PathBuf> {
+/// Runs the scenes reproduction into `options.out`; returns the report folder (none for a
+/// partial run: `--train-only`, `--shard`).
+pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<Option<PathBuf>> {
     let wsss = wsss_binary(root, options.dev)?;
     let out = &options.out;
     let data = out.join("data");
@@ -81,10 +82,12 @@ pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<PathBuf> {
         out,
         data: &data,
         quick: options.quick,
+        mode: options.mode,
     };
-    let mut methods = Vec::new();
-    for method in &CAM_METHODS {
-        methods.push(run_cam_method(&ctx, &mut pipeline, method)?);
+    let methods = super::run_methods(&ctx, &mut pipeline, options)?;
+    if options.mode != Mode::All {
+        // Partial run (--train-only, --shard): the final un-sharded run reports.
+        return Ok(None);
     }
-    super::report::render(&wsss, out, &data, &pipeline, &methods, options)
+    super::report::render(&wsss, out, &data, &pipeline, &methods, options).map(Some)
 }
