@@ -277,3 +277,41 @@ pub fn dfr(ctx: &RunPaths<'_>, pipeline: &mut Pipeline) -> Result<MethodSpec> {
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn seg_data_links_pseudo_labels_for_train_and_ground_truth_for_val() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let pseudo = dir.path().join("pseudo");
+        write(&data.join("ImageSets/Segmentation/train.txt"), "t0\nt1\n");
+        write(&data.join("ImageSets/Segmentation/val.txt"), "v0\n");
+        write(&data.join("cls_labels.json"), "{}");
+        write(&data.join("JPEGImages/t0.png"), "img");
+        for n in ["t0", "t1", "v0"] {
+            write(&data.join(format!("SegmentationClass/{n}.png")), "gt");
+        }
+        write(&pseudo.join("t0.png"), "pseudo");
+        let out = dir.path().join("seg");
+        let err = build_seg_data(&data, &pseudo, &out).unwrap_err();
+        assert!(err.to_string().contains("`t1`"), "{err}");
+        write(&pseudo.join("t1.png"), "pseudo");
+        // Twice: a resumed stage replaces what a killed one linked.
+        build_seg_data(&data, &pseudo, &out).unwrap();
+        build_seg_data(&data, &pseudo, &out).unwrap();
+        let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
+        assert_eq!(read("SegmentationClass/t0.png"), "pseudo");
+        assert_eq!(read("SegmentationClass/t1.png"), "pseudo");
+        assert_eq!(read("SegmentationClass/v0.png"), "gt");
+        assert_eq!(read("JPEGImages/t0.png"), "img");
+        assert_eq!(read("ImageSets/Segmentation/val.txt"), "v0\n");
+    }
+}

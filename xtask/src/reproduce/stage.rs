@@ -430,4 +430,82 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("depends on a"), "{err}");
     }
+
+    /// A per-image stand-in: writes `out/<shard>` and logs, like `wsss cam --shard k/n`.
+    fn per_image(root: &Path, name: &str) -> StageSpec {
+        let dir = root.join(name);
+        StageSpec {
+            name: name.into(),
+            dir: dir.clone(),
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                format!(
+                    "echo {name}:${{1:-all}} >> {log} && touch {dir}/$(echo ${{2:-all}} | tr / _)",
+                    log = root.join("log").display(),
+                    dir = dir.display()
+                ),
+                "sh".into(),
+            ],
+            inputs: vec![],
+            after: vec!["a".into()],
+            resume_args: vec![],
+        }
+    }
+
+    #[test]
+    fn shards_share_the_folder_and_the_final_run_marks_it_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let train = stage(root, "a", &[], "1");
+        let cams = per_image(root, "cams");
+        Pipeline::new().run(&train).unwrap();
+        for k in 0..2 {
+            let mut p = Pipeline::new();
+            assert!(p.reuse(&train).unwrap());
+            let shard = ["--shard".to_string(), format!("{k}/2")];
+            assert!(!p.run_shard(&cams, &shard).unwrap().cached);
+            assert!(!root.join("cams/stage.json").exists());
+        }
+        assert!(root.join("cams/0_2").exists() && root.join("cams/1_2").exists());
+        // The un-sharded run keeps the shards' outputs and writes the record.
+        let mut p = Pipeline::new();
+        p.run(&train).unwrap();
+        p.run(&cams).unwrap();
+        assert!(root.join("cams/0_2").exists() && root.join("cams/stage.json").exists());
+        // A shard after that is a no-op; a stale folder is refused, not cleared.
+        let mut p = Pipeline::new();
+        p.run(&train).unwrap();
+        assert!(p.run_shard(&cams, &[]).unwrap().cached);
+        let mut changed = cams.clone();
+        changed.args[1].push_str(" # v2");
+        let err = p.run_shard(&changed, &[]).unwrap_err();
+        assert!(err.to_string().contains("another config"), "{err}");
+        assert!(root.join("cams/0_2").exists());
+    }
+
+    #[test]
+    fn reuse_runs_nothing_when_outputs_are_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Pipeline::new();
+        assert!(!p.reuse(&stage(dir.path(), "a", &[], "1")).unwrap());
+        assert!(p.outcomes().is_empty());
+        assert!(!dir.path().join("log").exists());
+    }
+
+    #[test]
+    fn in_process_stages_are_cached_like_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = stage(dir.path(), "a", &[], "1");
+        let mut runs = 0;
+        for _ in 0..2 {
+            Pipeline::new()
+                .run_in_process(&spec, || {
+                    runs += 1;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(runs, 1);
+    }
 }
