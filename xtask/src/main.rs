@@ -37,9 +37,19 @@ enum Task {
     },
     /// The main job on a data set (default: the embedded `scenes`), stage by stage.
     Reproduce {
-        /// Data set: `scenes` (embedded; the only one wired so far).
+        /// Data set: `scenes` (embedded, generated), `voc` or `coco` (a prepared --root).
         #[arg(default_value = "scenes")]
         dataset: String,
+        /// voc/coco: the prepared data root (`wsss data prepare voc|coco --root DIR`).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// voc/coco: folder of ImageNet weights, named as the configs' `[model] init` files
+        /// (`deit_small_patch16_224.safetensors`, …).
+        #[arg(long, default_value = "weights")]
+        weights: PathBuf,
+        /// voc/coco: `--device` of training and segmentation (cuda, cuda:N, metal).
+        #[arg(long)]
+        device: Option<String>,
         /// Run folder.
         #[arg(long, default_value = DEFAULT_OUT)]
         out: PathBuf,
@@ -141,10 +151,27 @@ fn main() -> Result<ExitCode> {
             methods,
             train_only,
             shard,
+            root: data_root,
+            weights,
+            device,
         } => {
-            if dataset != "scenes" {
-                anyhow::bail!("`{dataset}`: only `scenes` is wired so far (voc and coco come with the training stages)");
-            }
+            let paper = match dataset.as_str() {
+                "scenes" => None,
+                name => {
+                    let Some(dataset) = xtask::reproduce::paper::Dataset::parse(name) else {
+                        anyhow::bail!("unknown data set `{name}`: scenes, voc or coco");
+                    };
+                    let Some(root) = data_root else {
+                        anyhow::bail!("`{name}` needs --root DIR, the prepared data root");
+                    };
+                    Some(xtask::reproduce::paper::PaperOptions {
+                        dataset,
+                        root,
+                        weights,
+                        device,
+                    })
+                }
+            };
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let mode = match (train_only, shard) {
                 (true, _) => Mode::TrainOnly,
@@ -164,7 +191,17 @@ fn main() -> Result<ExitCode> {
                 && options.out == std::path::Path::new(DEFAULT_OUT)
                 && options.all_methods()
                 && mode == Mode::All;
-            match xtask::reproduce::scenes::scenes(&root, &options)? {
+            if paper.is_some() && options.out == std::path::Path::new(DEFAULT_OUT) {
+                anyhow::bail!("give --out DIR for a voc/coco run");
+            }
+            if paper.is_some() && quick {
+                anyhow::bail!("--quick is for the scenes set; voc/coco run the paper configs");
+            }
+            let done = match &paper {
+                Some(paper) => xtask::reproduce::paper::reproduce(&root, paper, &options)?,
+                None => xtask::reproduce::scenes::scenes(&root, &options)?,
+            };
+            match done {
                 Some(report) => println!("report: {}", report.join("report.html").display()),
                 None => println!(
                     "partial run done ({mode:?}); run without --train-only/--shard to finish"

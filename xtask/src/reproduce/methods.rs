@@ -81,9 +81,60 @@ pub struct RunPaths<'a> {
     pub quick: bool,
     /// Which part of the pipeline runs.
     pub mode: Mode,
+    /// Paper runs (VOC/COCO): the folder of ImageNet weights; each training gets
+    /// `--set model.init=<folder>/<file name of its config's init>`.
+    pub weights: Option<&'a Path>,
+    /// `--device` of training and segmentation (None: the CPU default).
+    pub device: Option<&'a str>,
+    /// `scenes`, `voc` or `coco`.
+    pub dataset: &'a str,
 }
 
 impl RunPaths<'_> {
+    /// The training split (`train`, VOC's `train_aug`).
+    pub fn train_split(&self) -> &'static str {
+        if list(self.data, "train_aug").is_file() {
+            "train_aug"
+        } else {
+            "train"
+        }
+    }
+
+    /// The ground-truth folder (`SegmentationClassAug` when the root has it).
+    pub fn gt_dir(&self) -> PathBuf {
+        let aug = self.data.join("SegmentationClassAug");
+        if aug.is_dir() {
+            aug
+        } else {
+            self.data.join("SegmentationClass")
+        }
+    }
+
+    /// `wsss eval --classes`: the built-in names of scenes and VOC, else the data root
+    /// (its cls_labels.json).
+    pub fn classes(&self) -> String {
+        match self.dataset {
+            "scenes" | "voc" => self.dataset.into(),
+            _ => s(self.data),
+        }
+    }
+
+    /// Arguments every `wsss train` of this run gets besides its config: the device and,
+    /// on paper runs, the ImageNet weights of its config's `[model] init`.
+    pub fn train_extra(&self, config: &Path) -> Result<Vec<String>> {
+        let mut args = Vec::new();
+        if let Some(device) = self.device {
+            args.extend(["--device".into(), device.into()]);
+        }
+        if let Some(dir) = self.weights {
+            if let Some(file) = super::paper::init_file(config)? {
+                let path = dir.join(file);
+                args.extend(["--set".into(), format!("model.init={:?}", s(&path))]);
+            }
+        }
+        Ok(args)
+    }
+
     /// True for a `--shard` invocation.
     pub fn sharded(&self) -> bool {
         matches!(self.mode, Mode::Shard { .. })
@@ -199,6 +250,7 @@ pub fn run_cam_method(
         "--data".into(),
         s(ctx.data),
     ];
+    train_args.extend(ctx.train_extra(&config)?);
     if ctx.quick {
         train_args.extend(["--set".into(), "run.epochs=1".into()]);
         for set in method.quick_overrides {
@@ -230,7 +282,8 @@ pub fn run_cam_method(
         .with_context(|| format!("writing {}", cam_toml.display()))?;
     let weights = weights(&train_dir)?;
     let cams = |split: &str| dir.join(format!("cam_{split}"));
-    for split in ["train", "val"] {
+    let train_split = ctx.train_split();
+    for (split, list_name) in [("train", train_split), ("val", "val")] {
         ctx.per_image(
             pipeline,
             &StageSpec {
@@ -246,7 +299,7 @@ pub fn run_cam_method(
                     "--data".into(),
                     s(ctx.data),
                     "--split".into(),
-                    split.into(),
+                    list_name.into(),
                     "--out".into(),
                     s(&cams(split)),
                 ],
@@ -270,7 +323,7 @@ pub fn run_cam_method(
                 "--cams".into(),
                 s(&cams("val")),
                 "--gt".into(),
-                s(&ctx.data.join("SegmentationClass")),
+                s(&ctx.gt_dir()),
                 "--list".into(),
                 s(&list(ctx.data, "val")),
                 "--classes".into(),
@@ -324,9 +377,9 @@ pub fn run_cam_method(
                 "--pred".into(),
                 s(&pseudo("train")),
                 "--gt".into(),
-                s(&ctx.data.join("SegmentationClass")),
+                s(&ctx.gt_dir()),
                 "--list".into(),
-                s(&list(ctx.data, "train")),
+                s(&list(ctx.data, train_split)),
                 "--classes".into(),
                 "scenes".into(),
                 "--json".into(),

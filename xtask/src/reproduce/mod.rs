@@ -2,6 +2,7 @@
 //! each cached by a hash of its command, configs and upstream runs (see [`stage`]).
 
 pub mod methods;
+pub mod paper;
 pub mod report;
 pub mod scenes;
 pub mod segmentation;
@@ -13,7 +14,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use wsss::report::MethodSpec;
 
-use methods::{run_cam_method, Mode, RunPaths, CAM_METHODS};
+use methods::{run_cam_method, CamMethod, Mode, RunPaths, CAM_METHODS};
 use stage::Pipeline;
 
 /// A method of `--method`.
@@ -106,15 +107,37 @@ impl ReproduceOptions {
     }
 }
 
+/// The configs of one data set's reproduction.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipe {
+    /// The CAM methods trained from image labels (classic, weaktr, aream).
+    pub cam_methods: &'static [CamMethod],
+    /// GETAM end to end.
+    pub getam: CamMethod,
+    /// WeakTr stage 2's training config.
+    pub weaktr_stage2: &'static str,
+    /// DFR's training config (none: no scribbles for this data set).
+    pub dfr: Option<&'static str>,
+}
+
+/// The embedded scenes set.
+pub const SCENES: Recipe = Recipe {
+    cam_methods: &CAM_METHODS,
+    getam: segmentation::GETAM,
+    weaktr_stage2: segmentation::WEAKTR_STAGE2_CONFIG,
+    dfr: Some(segmentation::DFR_CONFIG),
+};
+
 /// Runs the stages of the selected methods in order (classic, weaktr with its stage 2,
 /// aream, getam, dfr); returns their report rows.
 pub fn run_methods(
     ctx: &RunPaths<'_>,
     pipeline: &mut Pipeline,
     options: &ReproduceOptions,
+    recipe: &Recipe,
 ) -> Result<Vec<MethodSpec>> {
     let mut rows = Vec::new();
-    for method in &CAM_METHODS {
+    for method in recipe.cam_methods {
         let name = match method.name {
             "classic" => MethodName::Classic,
             "weaktr" => MethodName::Weaktr,
@@ -126,15 +149,18 @@ pub fn run_methods(
         }
         let mut row = run_cam_method(ctx, pipeline, method)?;
         if name == MethodName::Weaktr {
-            segmentation::weaktr_stage2(ctx, pipeline, &mut row)?;
+            segmentation::weaktr_stage2(ctx, pipeline, recipe.weaktr_stage2, &mut row)?;
         }
         rows.push(row);
     }
     if options.wants(MethodName::Getam) {
-        rows.push(segmentation::getam(ctx, pipeline)?);
+        rows.push(segmentation::getam(ctx, pipeline, &recipe.getam)?);
     }
     if options.wants(MethodName::Dfr) {
-        rows.push(segmentation::dfr(ctx, pipeline)?);
+        match recipe.dfr {
+            Some(config) => rows.push(segmentation::dfr(ctx, pipeline, config)?),
+            None => println!("[dfr] skipped: no scribble config for this data set"),
+        }
     }
     Ok(rows)
 }

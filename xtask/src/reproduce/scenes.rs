@@ -83,8 +83,11 @@ pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<Option<PathBuf>
         data: &data,
         quick: options.quick,
         mode: options.mode,
+        weights: None,
+        device: None,
+        dataset: "scenes",
     };
-    let methods = super::run_methods(&ctx, &mut pipeline, options)?;
+    let methods = super::run_methods(&ctx, &mut pipeline, options, &super::SCENES)?;
     if options.mode != Mode::All {
         // Partial run (--train-only, --shard): the final un-sharded run reports.
         return Ok(None);

@@ -50,7 +50,7 @@ fn segment_and_eval(
     let dir = ctx.out.join(method);
     let pred_dir = dir.join("pred_val");
     let segment = format!("{method}/segment_val");
-    let args = vec![
+    let mut args = vec![
         "segment".into(),
         "--run".into(),
         s(train_dir),
@@ -61,6 +61,9 @@ fn segment_and_eval(
         "--out".into(),
         s(&pred_dir),
     ];
+    if let Some(device) = ctx.device {
+        args.extend(["--device".into(), device.into()]);
+    }
     ctx.per_image(
         pipeline,
         &StageSpec {
@@ -86,7 +89,7 @@ fn segment_and_eval(
                 "--pred".into(),
                 s(&pred_dir),
                 "--gt".into(),
-                s(&ctx.data.join("SegmentationClass")),
+                s(&ctx.gt_dir()),
                 "--list".into(),
                 s(&list(ctx.data, "val")),
                 "--classes".into(),
@@ -125,6 +128,7 @@ fn train_stage(
         "--data".into(),
         s(data),
     ];
+    args.extend(ctx.train_extra(&config)?);
     if ctx.quick {
         args.extend(["--set".into(), "run.epochs=1".into()]);
     }
@@ -175,7 +179,13 @@ fn names(data: &Path, split: &str) -> Result<Vec<String>> {
 /// Assembles a VOC-layout folder for WeakTr stage 2 in `out`: the images and lists of
 /// `data`, `SegmentationClass/<train name>.png` → `pseudo_train`'s label,
 /// `SegmentationClass/<val name>.png` → the ground truth. Links, not copies.
-pub fn build_seg_data(data: &Path, pseudo_train: &Path, out: &Path) -> Result<()> {
+pub fn build_seg_data(
+    data: &Path,
+    train_split: &str,
+    gt_dir: &Path,
+    pseudo_train: &Path,
+    out: &Path,
+) -> Result<()> {
     let lists = out.join("ImageSets/Segmentation");
     let masks = out.join("SegmentationClass");
     for dir in [&lists, &masks] {
@@ -183,10 +193,10 @@ pub fn build_seg_data(data: &Path, pseudo_train: &Path, out: &Path) -> Result<()
     }
     link(&data.join("JPEGImages"), &out.join("JPEGImages"))?;
     link(&data.join("cls_labels.json"), &out.join("cls_labels.json"))?;
-    for split in ["train", "val"] {
+    for split in [train_split, "val"] {
         link(&list(data, split), &lists.join(format!("{split}.txt")))?;
     }
-    for name in names(data, "train")? {
+    for name in names(data, train_split)? {
         let label = pseudo_train.join(format!("{name}.png"));
         if !label.is_file() {
             bail!(
@@ -198,7 +208,7 @@ pub fn build_seg_data(data: &Path, pseudo_train: &Path, out: &Path) -> Result<()
         link(&label, &masks.join(format!("{name}.png")))?;
     }
     for name in names(data, "val")? {
-        let gt = data.join(format!("SegmentationClass/{name}.png"));
+        let gt = gt_dir.join(format!("{name}.png"));
         link(&gt, &masks.join(format!("{name}.png")))?;
     }
     Ok(())
@@ -209,6 +219,7 @@ pub fn build_seg_data(data: &Path, pseudo_train: &Path, out: &Path) -> Result<()
 pub fn weaktr_stage2(
     ctx: &RunPaths<'_>,
     pipeline: &mut Pipeline,
+    config: &str,
     weaktr: &mut MethodSpec,
 ) -> Result<()> {
     if ctx.mode != Mode::All {
@@ -232,13 +243,19 @@ pub fn weaktr_stage2(
         resume_args: vec![],
     };
     pipeline.run_in_process(&stage, || {
-        build_seg_data(ctx.data, &pseudo_train, &seg_data)
+        build_seg_data(
+            ctx.data,
+            ctx.train_split(),
+            &ctx.gt_dir(),
+            &pseudo_train,
+            &seg_data,
+        )
     })?;
     let train_dir = train_stage(
         ctx,
         pipeline,
         "weaktr/seg_train",
-        WEAKTR_STAGE2_CONFIG,
+        config,
         &seg_data,
         "weaktr/seg_data",
     )?;
@@ -250,8 +267,12 @@ pub fn weaktr_stage2(
 }
 
 /// GETAM end to end: CAM stages on its classifier, then its decoder's segmentation.
-pub fn getam(ctx: &RunPaths<'_>, pipeline: &mut Pipeline) -> Result<MethodSpec> {
-    let mut spec = run_cam_method(ctx, pipeline, &GETAM)?;
+pub fn getam(
+    ctx: &RunPaths<'_>,
+    pipeline: &mut Pipeline,
+    method: &CamMethod,
+) -> Result<MethodSpec> {
+    let mut spec = run_cam_method(ctx, pipeline, method)?;
     if ctx.mode == Mode::TrainOnly {
         return Ok(spec);
     }
@@ -263,8 +284,8 @@ pub fn getam(ctx: &RunPaths<'_>, pipeline: &mut Pipeline) -> Result<MethodSpec> 
 }
 
 /// DFR on the scenes scribbles: train, segment val, score.
-pub fn dfr(ctx: &RunPaths<'_>, pipeline: &mut Pipeline) -> Result<MethodSpec> {
-    let train_dir = train_stage(ctx, pipeline, "dfr/train", DFR_CONFIG, ctx.data, "data")?;
+pub fn dfr(ctx: &RunPaths<'_>, pipeline: &mut Pipeline, config: &str) -> Result<MethodSpec> {
+    let train_dir = train_stage(ctx, pipeline, "dfr/train", config, ctx.data, "data")?;
     if ctx.mode == Mode::TrainOnly {
         return Ok(MethodSpec::default());
     }
@@ -301,12 +322,13 @@ mod tests {
         }
         write(&pseudo.join("t0.png"), "pseudo");
         let out = dir.path().join("seg");
-        let err = build_seg_data(&data, &pseudo, &out).unwrap_err();
+        let gt = data.join("SegmentationClass");
+        let err = build_seg_data(&data, "train", &gt, &pseudo, &out).unwrap_err();
         assert!(err.to_string().contains("`t1`"), "{err}");
         write(&pseudo.join("t1.png"), "pseudo");
         // Twice: a resumed stage replaces what a killed one linked.
-        build_seg_data(&data, &pseudo, &out).unwrap();
-        build_seg_data(&data, &pseudo, &out).unwrap();
+        build_seg_data(&data, "train", &gt, &pseudo, &out).unwrap();
+        build_seg_data(&data, "train", &gt, &pseudo, &out).unwrap();
         let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap();
         assert_eq!(read("SegmentationClass/t0.png"), "pseudo");
         assert_eq!(read("SegmentationClass/t1.png"), "pseudo");
