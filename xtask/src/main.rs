@@ -62,6 +62,9 @@ enum Task {
         /// Use the debug `wsss` binary (no release build; what `cargo test` builds), for CI.
         #[arg(long)]
         dev: bool,
+        /// Cargo features of the `wsss` build, e.g. `cuda` (with `--device cuda`).
+        #[arg(long)]
+        features: Option<String>,
         /// Methods to run (repeatable or comma separated).
         #[arg(
             long = "method",
@@ -154,6 +157,7 @@ fn main() -> Result<ExitCode> {
             root: data_root,
             weights,
             device,
+            features,
         } => {
             let paper = match dataset.as_str() {
                 "scenes" => None,
@@ -184,6 +188,7 @@ fn main() -> Result<ExitCode> {
                 seed,
                 update_readme: false,
                 dev,
+                features,
                 methods,
                 mode,
             };

@@ -59,6 +59,8 @@ pub struct ReproduceOptions {
     pub seed: u64,
     /// Copy the results table and overlay grid into the README (default runs only).
     pub update_readme: bool,
+    /// Cargo features of the `wsss` build (`cuda`, `metal`).
+    pub features: Option<String>,
     /// Methods to run (`All` or empty: every one).
     pub methods: Vec<MethodName>,
     /// Which part of the pipeline runs (`--train-only`, `--shard k/n`).
@@ -68,15 +70,18 @@ pub struct ReproduceOptions {
     pub dev: bool,
 }
 
-/// Builds the `wsss` binary (release, or the debug profile with `dev`) and returns its
-/// path.
-pub fn wsss_binary(root: &Path, dev: bool) -> Result<PathBuf> {
+/// Builds the `wsss` binary (release, or the debug profile with `dev`; with cargo
+/// `features` such as `cuda`) and returns its path.
+pub fn wsss_binary(root: &Path, dev: bool, features: Option<&str>) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut args = vec!["build"];
     if !dev {
         args.push("--release");
     }
     args.extend(["--quiet", "-p", "wsss", "--bin", "wsss"]);
+    if let Some(features) = features {
+        args.extend(["--features", features]);
+    }
     let status = Command::new(cargo)
         .current_dir(root)
         .args(&args)

@@ -306,7 +306,7 @@ pub fn reproduce(
     check_data(paper.dataset, &paper.root, wants_dfr)?;
     let configs = selected_configs(repo, &recipe, options);
     check_weights(&configs, &paper.weights)?;
-    let wsss = wsss_binary(repo, options.dev)?;
+    let wsss = wsss_binary(repo, options.dev, options.features.as_deref())?;
     let mut pipeline = Pipeline::new();
     // The prepared root stands in for the scenes `data` stage.
     let data_stage = super::stage::StageSpec {
@@ -357,6 +357,7 @@ mod tests {
             seed: 0,
             update_readme: false,
             dev: true,
+            features: None,
             methods: vec![MethodName::All],
             mode: super::super::methods::Mode::All,
         }

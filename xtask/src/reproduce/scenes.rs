@@ -29,7 +29,7 @@ fn sizes(quick: bool) -> (usize, usize) {
 /// Runs the scenes reproduction into `options.out`; returns the report folder (none for a
 /// partial run: `--train-only`, `--shard`).
 pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<Option<PathBuf>> {
-    let wsss = wsss_binary(root, options.dev)?;
+    let wsss = wsss_binary(root, options.dev, options.features.as_deref())?;
     let out = &options.out;
     let data = out.join("data");
     let (train, val) = sizes(options.quick);
