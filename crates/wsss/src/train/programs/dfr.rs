@@ -414,6 +414,13 @@ fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?[0])
 }
 
+impl Segmenter for DfrProgram {
+    /// The decoder's logits, no dropout.
+    fn segment(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.net.forward(&images.detach(), None)?.logits.detach())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,12 +468,5 @@ mod tests {
         let bad: std::result::Result<DfrMethod, _> =
             toml::from_str("variant = \"dfr\"\nlambda = 1");
         assert!(bad.is_err());
-    }
-}
-
-impl Segmenter for DfrProgram {
-    /// The decoder's logits, no dropout.
-    fn segment(&self, images: &Tensor) -> Result<Tensor> {
-        Ok(self.net.forward(&images.detach(), None)?.logits.detach())
     }
 }
