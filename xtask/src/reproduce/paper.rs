@@ -334,12 +334,59 @@ pub fn reproduce(
     if options.mode != super::methods::Mode::All {
         return Ok(None);
     }
-    let _ = methods;
-    println!(
-        "every stage finished; render the report with `wsss report` on {}",
-        options.out.display()
-    );
-    Ok(Some(options.out.clone()))
+    render(&wsss, paper, options, &pipeline, methods).map(Some)
+}
+
+/// Writes `report.json` and renders it into `out/report` (the scenes report's sections,
+/// with the data root's class names).
+fn render(
+    wsss: &Path,
+    paper: &PaperOptions,
+    options: &ReproduceOptions,
+    pipeline: &Pipeline,
+    methods: Vec<wsss::report::MethodSpec>,
+) -> Result<PathBuf> {
+    let dataset = wsss::data::VocDataset::open(&paper.root, "val")
+        .with_context(|| format!("opening val of {}", paper.root.display()))?;
+    let spec = wsss::report::ReportSpec {
+        title: format!("wsss on {}", paper.dataset.name().to_uppercase()),
+        dataset: paper.dataset.name().into(),
+        summary: vec![format!(
+            "Made by `cargo xtask reproduce {} --root {}` with the paper configs; every number \
+             comes from the files the stages wrote under `{}`. Single-scale CAMs, no CRF at \
+             inference.",
+            paper.dataset.name(),
+            paper.root.display(),
+            options.out.display()
+        )],
+        class_names: dataset.class_names().to_vec(),
+        methods,
+        stages: pipeline
+            .outcomes()
+            .iter()
+            .map(|o| wsss::report::StageRecord {
+                name: o.name.clone(),
+                wall_s: o.record.wall_s,
+                peak_rss_mib: o.record.peak_rss_mib,
+                cached: o.cached,
+            })
+            .collect(),
+        overlays: super::report::overlays(&paper.root)?,
+    };
+    let spec_path = options.out.join("report.json");
+    spec.write(&spec_path)?;
+    let report_dir = options.out.join("report");
+    let status = std::process::Command::new(wsss)
+        .args(["report", "--spec"])
+        .arg(&spec_path)
+        .arg("--out")
+        .arg(&report_dir)
+        .status()
+        .context("running wsss report")?;
+    if !status.success() {
+        bail!("wsss report failed ({status})");
+    }
+    Ok(report_dir)
 }
 
 #[cfg(test)]
