@@ -159,9 +159,23 @@ impl RunPaths<'_> {
 
     /// A per-image stage (`wsss cam`, `refine`, `segment`): only this shard under `--shard`.
     pub fn per_image(&self, pipeline: &mut Pipeline, stage: &StageSpec) -> Result<()> {
+        self.per_image_sharded_with(pipeline, stage, &[])
+    }
+
+    /// [`RunPaths::per_image`] with `shard_extra` appended to a shard's command only
+    /// (e.g. `wsss refine --split`, so that it shards the whole list rather than the CAM
+    /// files this shard happens to have).
+    pub fn per_image_sharded_with(
+        &self,
+        pipeline: &mut Pipeline,
+        stage: &StageSpec,
+        shard_extra: &[String],
+    ) -> Result<()> {
         match self.mode {
             Mode::Shard { index, count } => {
-                pipeline.run_shard(stage, &["--shard".into(), format!("{index}/{count}")])?;
+                let mut args = vec!["--shard".into(), format!("{index}/{count}")];
+                args.extend(shard_extra.iter().cloned());
+                pipeline.run_shard(stage, &args)?;
             }
             _ => {
                 pipeline.run(stage)?;
@@ -339,8 +353,8 @@ pub fn run_cam_method(
 
     let refine_config = ctx.root.join(method.refine_config);
     let pseudo = |split: &str| dir.join(format!("pseudo_{split}"));
-    for split in ["train", "val"] {
-        ctx.per_image(
+    for (split, list_name) in [("train", train_split), ("val", "val")] {
+        ctx.per_image_sharded_with(
             pipeline,
             &StageSpec {
                 name: format!("{}/refine_{split}", method.name),
@@ -361,6 +375,7 @@ pub fn run_cam_method(
                 after: vec![format!("{}/cam_{split}", method.name)],
                 resume_args: vec![],
             },
+            &["--split".into(), list_name.into()],
         )?;
     }
 
