@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use xtask::reproduce::methods::Mode;
+use xtask::reproduce::ReproduceOptions;
 
 /// Where `cargo xtask reproduce` writes by default.
 const DEFAULT_OUT: &str = "runs/scenes";
@@ -35,9 +37,19 @@ enum Task {
     },
     /// The main job on a data set (default: the embedded `scenes`), stage by stage.
     Reproduce {
-        /// Data set: `scenes` (embedded; the only one wired so far).
+        /// Data set: `scenes` (embedded, generated), `voc` or `coco` (a prepared --root).
         #[arg(default_value = "scenes")]
         dataset: String,
+        /// voc/coco: the prepared data root (`wsss data prepare voc|coco --root DIR`).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// voc/coco: folder of ImageNet weights, named as the configs' `[model] init` files
+        /// (`deit_small_patch16_224.safetensors`, …).
+        #[arg(long, default_value = "weights")]
+        weights: PathBuf,
+        /// voc/coco: `--device` of training and segmentation (cuda, cuda:N, metal).
+        #[arg(long)]
+        device: Option<String>,
         /// Run folder.
         #[arg(long, default_value = DEFAULT_OUT)]
         out: PathBuf,
@@ -51,6 +63,27 @@ enum Task {
         /// the shipped models/scenes/vit_scenes_pretrained.safetensors.
         #[arg(long)]
         pretrain: bool,
+        /// Use the debug `wsss` binary (no release build; what `cargo test` builds), for CI.
+        #[arg(long)]
+        dev: bool,
+        /// Cargo features of the `wsss` build, e.g. `cuda` (with `--device cuda`).
+        #[arg(long)]
+        features: Option<String>,
+        /// Methods to run (repeatable or comma separated).
+        #[arg(
+            long = "method",
+            value_enum,
+            value_delimiter = ',',
+            default_value = "all"
+        )]
+        methods: Vec<xtask::reproduce::MethodName>,
+        /// Run only the data and the trainings (before a sharded run).
+        #[arg(long, conflicts_with = "shard")]
+        train_only: bool,
+        /// Run only shard k/n (0 <= k < n) of the per-image stages (CAM, refine, segment) of
+        /// finished trainings; a final run without --shard scores and reports.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(usize, usize)>,
     },
     /// Open a report.html in headless Chromium, save a screenshot, check it shows content.
     Screenshot {
@@ -74,6 +107,18 @@ enum Task {
         /// Only benchmarks whose id contains this.
         filter: Option<String>,
     },
+}
+
+/// `k/n` with 0 <= k < n.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard expects k/n with 0 <= k < n (e.g. 0/4), got `{s}`");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let k: usize = k.trim().parse().map_err(|_| bad())?;
+    let n: usize = n.trim().parse().map_err(|_| bad())?;
+    if n == 0 || k >= n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 fn golden(dir: PathBuf, ops: Vec<String>, list: bool) -> Result<ExitCode> {
@@ -110,23 +155,69 @@ fn main() -> Result<ExitCode> {
             quick,
             seed,
             pretrain,
+            dev,
+            methods,
+            train_only,
+            shard,
+            root: data_root,
+            weights,
+            device,
+            features,
         } => {
-            if dataset != "scenes" {
-                anyhow::bail!("`{dataset}`: only `scenes` is wired so far (voc and coco come with the training stages)");
-            }
+            let paper = match dataset.as_str() {
+                "scenes" => None,
+                name => {
+                    let Some(dataset) = xtask::reproduce::paper::Dataset::parse(name) else {
+                        anyhow::bail!("unknown data set `{name}`: scenes, voc or coco");
+                    };
+                    let Some(root) = data_root else {
+                        anyhow::bail!("`{name}` needs --root DIR, the prepared data root");
+                    };
+                    Some(xtask::reproduce::paper::PaperOptions {
+                        dataset,
+                        root,
+                        weights,
+                        device,
+                    })
+                }
+            };
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let update_readme = !quick && out == std::path::Path::new(DEFAULT_OUT);
-            let report = xtask::reproduce::scenes::scenes(
-                &root,
-                &xtask::reproduce::ReproduceOptions {
-                    out,
-                    quick,
-                    seed,
-                    update_readme,
-                    pretrain,
-                },
-            )?;
-            println!("report: {}", report.join("report.html").display());
+            let mode = match (train_only, shard) {
+                (true, _) => Mode::TrainOnly,
+                (false, Some((index, count))) => Mode::Shard { index, count },
+                (false, None) => Mode::All,
+            };
+            let mut options = ReproduceOptions {
+                out,
+                quick,
+                seed,
+                update_readme: false,
+                dev,
+                features,
+                methods,
+                mode,
+                pretrain,
+            };
+            options.update_readme = !quick
+                && options.out == std::path::Path::new(DEFAULT_OUT)
+                && options.all_methods()
+                && mode == Mode::All;
+            if paper.is_some() && options.out == std::path::Path::new(DEFAULT_OUT) {
+                anyhow::bail!("give --out DIR for a voc/coco run");
+            }
+            if paper.is_some() && quick {
+                anyhow::bail!("--quick is for the scenes set; voc/coco run the paper configs");
+            }
+            let done = match &paper {
+                Some(paper) => xtask::reproduce::paper::reproduce(&root, paper, &options)?,
+                None => xtask::reproduce::scenes::scenes(&root, &options)?,
+            };
+            match done {
+                Some(report) => println!("report: {}", report.join("report.html").display()),
+                None => println!(
+                    "partial run done ({mode:?}); run without --train-only/--shard to finish"
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Task::Screenshot {

@@ -19,6 +19,9 @@ pub struct CamMethod {
     pub cam_method: &'static str,
     /// Refinement config under configs/.
     pub refine_config: &'static str,
+    /// Extra `--set` overrides of the training config under `--quick`
+    /// (besides `run.epochs=1`).
+    pub quick_overrides: &'static [&'static str],
 }
 
 /// The methods `cargo xtask reproduce` runs by default, the baseline first.
@@ -28,20 +31,41 @@ pub const CAM_METHODS: [CamMethod; 3] = [
         train_config: "configs/scenes/classic.toml",
         cam_method: "kind = \"classic\"\n",
         refine_config: "configs/refine/par_reliable_toco.toml",
+        quick_overrides: &[],
     },
     CamMethod {
         name: "weaktr",
         train_config: "configs/scenes/weaktr.toml",
         cam_method: "kind = \"weaktr\"\nmap = \"fine\"\n",
         refine_config: "configs/refine/par_reliable_toco.toml",
+        quick_overrides: &[],
     },
     CamMethod {
         name: "aream",
         train_config: "configs/scenes/aream.toml",
         cam_method: "kind = \"aream\"\n",
         refine_config: "configs/refine/par_reliable_toco.toml",
+        quick_overrides: &[],
     },
 ];
+
+/// Which part of the pipeline an invocation runs (see the README's Slurm example).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Every stage, then the report.
+    #[default]
+    All,
+    /// The data and the trainings that start from it, nothing after (before shards).
+    TrainOnly,
+    /// Shard `index` of `count` of the per-image stages (CAM, refine, segment) of
+    /// finished trainings; no scores, no later training, no report.
+    Shard {
+        /// k, in `0..count`.
+        index: usize,
+        /// n ≥ 1.
+        count: usize,
+    },
+}
 
 /// Paths shared by the stages of one run.
 pub struct RunPaths<'a> {
@@ -55,11 +79,134 @@ pub struct RunPaths<'a> {
     pub data: &'a Path,
     /// The smallest meaningful run.
     pub quick: bool,
-    /// Backbone weights every training starts from (`[model] init`).
-    pub init: &'a Path,
+    /// Backbone weights every training starts from (`[model] init`), when the run
+    /// provides one file for all (the scenes backbone).
+    pub init: Option<&'a Path>,
+    /// Which part of the pipeline runs.
+    pub mode: Mode,
+    /// Paper runs (VOC/COCO): the folder of ImageNet weights; each training gets
+    /// `--set model.init=<folder>/<file name of its config's init>`.
+    pub weights: Option<&'a Path>,
+    /// `--device` of training and segmentation (None: the CPU default).
+    pub device: Option<&'a str>,
+    /// `scenes`, `voc` or `coco`.
+    pub dataset: &'a str,
 }
 
-fn s(p: &Path) -> String {
+impl RunPaths<'_> {
+    /// The training split (`train`, VOC's `train_aug`).
+    pub fn train_split(&self) -> &'static str {
+        if list(self.data, "train_aug").is_file() {
+            "train_aug"
+        } else {
+            "train"
+        }
+    }
+
+    /// The ground-truth folder (`SegmentationClassAug` when the root has it).
+    pub fn gt_dir(&self) -> PathBuf {
+        let aug = self.data.join("SegmentationClassAug");
+        if aug.is_dir() {
+            aug
+        } else {
+            self.data.join("SegmentationClass")
+        }
+    }
+
+    /// `wsss eval --classes`: the built-in names of scenes and VOC, else the data root
+    /// (its cls_labels.json).
+    pub fn classes(&self) -> String {
+        match self.dataset {
+            "scenes" | "voc" => self.dataset.into(),
+            _ => s(self.data),
+        }
+    }
+
+    /// Arguments every `wsss train` of this run gets besides its config: the device and,
+    /// on paper runs, the ImageNet weights of its config's `[model] init`.
+    pub fn train_extra(&self, config: &Path) -> Result<Vec<String>> {
+        let mut args = Vec::new();
+        if let Some(device) = self.device {
+            args.extend(["--device".into(), device.into()]);
+        }
+        if let Some(init) = self.init {
+            args.extend(["--set".into(), format!("model.init={:?}", s(init))]);
+        }
+        if let Some(dir) = self.weights {
+            if let Some(file) = super::paper::init_file(config)? {
+                let path = dir.join(file);
+                args.extend(["--set".into(), format!("model.init={:?}", s(&path))]);
+            }
+        }
+        Ok(args)
+    }
+
+    /// The files a training stage's cache key covers: its config and the shared backbone.
+    pub fn train_inputs(&self, config: PathBuf) -> Vec<PathBuf> {
+        std::iter::once(config)
+            .chain(self.init.map(Path::to_path_buf))
+            .collect()
+    }
+
+    /// True for a `--shard` invocation.
+    pub fn sharded(&self) -> bool {
+        matches!(self.mode, Mode::Shard { .. })
+    }
+
+    /// A training stage: run (or reused) normally; under `--shard` it must have finished.
+    pub fn train(&self, pipeline: &mut Pipeline, stage: &StageSpec) -> Result<()> {
+        if self.sharded() {
+            if !pipeline.reuse(stage)? {
+                bail!(
+                    "--shard runs the per-image stages of finished trainings, but `{}` has not \
+                     finished (or its config changed): run the same command with --train-only \
+                     instead of --shard first",
+                    stage.name
+                );
+            }
+            return Ok(());
+        }
+        pipeline.run(stage)?;
+        Ok(())
+    }
+
+    /// A per-image stage (`wsss cam`, `refine`, `segment`): only this shard under `--shard`.
+    pub fn per_image(&self, pipeline: &mut Pipeline, stage: &StageSpec) -> Result<()> {
+        self.per_image_sharded_with(pipeline, stage, &[])
+    }
+
+    /// [`RunPaths::per_image`] with `shard_extra` appended to a shard's command only
+    /// (e.g. `wsss refine --split`, so that it shards the whole list rather than the CAM
+    /// files this shard happens to have).
+    pub fn per_image_sharded_with(
+        &self,
+        pipeline: &mut Pipeline,
+        stage: &StageSpec,
+        shard_extra: &[String],
+    ) -> Result<()> {
+        match self.mode {
+            Mode::Shard { index, count } => {
+                let mut args = vec!["--shard".into(), format!("{index}/{count}")];
+                args.extend(shard_extra.iter().cloned());
+                pipeline.run_shard(stage, &args)?;
+            }
+            _ => {
+                pipeline.run(stage)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A scoring stage (needs every image): skipped under `--shard`.
+    pub fn score(&self, pipeline: &mut Pipeline, stage: &StageSpec) -> Result<()> {
+        if !self.sharded() {
+            pipeline.run(stage)?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
@@ -105,7 +252,7 @@ fn weights(train_dir: &Path) -> Result<PathBuf> {
         .with_context(|| format!("no trained weights in {}", train_dir.display()))
 }
 
-fn list(data: &Path, split: &str) -> PathBuf {
+pub(crate) fn list(data: &Path, split: &str) -> PathBuf {
     data.join(format!("ImageSets/Segmentation/{split}.txt"))
 }
 
@@ -130,121 +277,147 @@ pub fn run_cam_method(
         "--data".into(),
         s(ctx.data),
     ];
-    train_args.extend(["--set".into(), format!("model.init={}", s(ctx.init))]);
+    train_args.extend(ctx.train_extra(&config)?);
     if ctx.quick {
         train_args.extend(["--set".into(), "run.epochs=1".into()]);
+        for set in method.quick_overrides {
+            train_args.extend(["--set".into(), set.to_string()]);
+        }
     }
     let train = format!("{}/train", method.name);
-    pipeline.run(&StageSpec {
-        name: train.clone(),
-        dir: train_dir.clone(),
-        program: ctx.wsss.to_path_buf(),
-        args: train_args,
-        inputs: vec![config, ctx.init.to_path_buf()],
-        after: vec!["data".into()],
-        resume_args: vec!["--resume".into()],
-    })?;
+    ctx.train(
+        pipeline,
+        &StageSpec {
+            name: train.clone(),
+            dir: train_dir.clone(),
+            program: ctx.wsss.to_path_buf(),
+            args: train_args,
+            inputs: ctx.train_inputs(config),
+            after: vec!["data".into()],
+            resume_args: vec!["--resume".into()],
+        },
+    )?;
+    if ctx.mode == Mode::TrainOnly {
+        return Ok(MethodSpec {
+            name: method.name.into(),
+            ..Default::default()
+        });
+    }
 
     let cam_toml = dir.join("cam.toml");
     std::fs::write(&cam_toml, cam_config(&train_dir, method.cam_method)?)
         .with_context(|| format!("writing {}", cam_toml.display()))?;
     let weights = weights(&train_dir)?;
     let cams = |split: &str| dir.join(format!("cam_{split}"));
-    for split in ["train", "val"] {
-        pipeline.run(&StageSpec {
-            name: format!("{}/cam_{split}", method.name),
-            dir: cams(split),
-            program: ctx.wsss.to_path_buf(),
-            args: vec![
-                "cam".into(),
-                "--config".into(),
-                s(&cam_toml),
-                "--weights".into(),
-                s(&weights),
-                "--data".into(),
-                s(ctx.data),
-                "--split".into(),
-                split.into(),
-                "--out".into(),
-                s(&cams(split)),
-            ],
-            inputs: vec![cam_toml.clone()],
-            after: vec![train.clone()],
-            resume_args: vec![],
-        })?;
+    let train_split = ctx.train_split();
+    for (split, list_name) in [("train", train_split), ("val", "val")] {
+        ctx.per_image(
+            pipeline,
+            &StageSpec {
+                name: format!("{}/cam_{split}", method.name),
+                dir: cams(split),
+                program: ctx.wsss.to_path_buf(),
+                args: vec![
+                    "cam".into(),
+                    "--config".into(),
+                    s(&cam_toml),
+                    "--weights".into(),
+                    s(&weights),
+                    "--data".into(),
+                    s(ctx.data),
+                    "--split".into(),
+                    list_name.into(),
+                    "--out".into(),
+                    s(&cams(split)),
+                ],
+                inputs: vec![cam_toml.clone()],
+                after: vec![train.clone()],
+                resume_args: vec![],
+            },
+        )?;
     }
 
     let sweep_dir = dir.join("cam_eval");
     let sweep = sweep_dir.join("sweep.json");
-    pipeline.run(&StageSpec {
-        name: format!("{}/cam_eval", method.name),
-        dir: sweep_dir,
-        program: ctx.wsss.to_path_buf(),
-        args: vec![
-            "eval".into(),
-            "--cams".into(),
-            s(&cams("val")),
-            "--gt".into(),
-            s(&ctx.data.join("SegmentationClass")),
-            "--list".into(),
-            s(&list(ctx.data, "val")),
-            "--classes".into(),
-            "scenes".into(),
-            "--json".into(),
-            s(&sweep),
-        ],
-        inputs: vec![],
-        after: vec![format!("{}/cam_val", method.name)],
-        resume_args: vec![],
-    })?;
+    ctx.score(
+        pipeline,
+        &StageSpec {
+            name: format!("{}/cam_eval", method.name),
+            dir: sweep_dir,
+            program: ctx.wsss.to_path_buf(),
+            args: vec![
+                "eval".into(),
+                "--cams".into(),
+                s(&cams("val")),
+                "--gt".into(),
+                s(&ctx.gt_dir()),
+                "--list".into(),
+                s(&list(ctx.data, "val")),
+                "--classes".into(),
+                "scenes".into(),
+                "--json".into(),
+                s(&sweep),
+            ],
+            inputs: vec![],
+            after: vec![format!("{}/cam_val", method.name)],
+            resume_args: vec![],
+        },
+    )?;
 
     let refine_config = ctx.root.join(method.refine_config);
     let pseudo = |split: &str| dir.join(format!("pseudo_{split}"));
-    for split in ["train", "val"] {
-        pipeline.run(&StageSpec {
-            name: format!("{}/refine_{split}", method.name),
-            dir: pseudo(split),
-            program: ctx.wsss.to_path_buf(),
-            args: vec![
-                "refine".into(),
-                "--config".into(),
-                s(&refine_config),
-                "--cams".into(),
-                s(&cams(split)),
-                "--data".into(),
-                s(ctx.data),
-                "--out".into(),
-                s(&pseudo(split)),
-            ],
-            inputs: vec![refine_config.clone()],
-            after: vec![format!("{}/cam_{split}", method.name)],
-            resume_args: vec![],
-        })?;
+    for (split, list_name) in [("train", train_split), ("val", "val")] {
+        ctx.per_image_sharded_with(
+            pipeline,
+            &StageSpec {
+                name: format!("{}/refine_{split}", method.name),
+                dir: pseudo(split),
+                program: ctx.wsss.to_path_buf(),
+                args: vec![
+                    "refine".into(),
+                    "--config".into(),
+                    s(&refine_config),
+                    "--cams".into(),
+                    s(&cams(split)),
+                    "--data".into(),
+                    s(ctx.data),
+                    "--out".into(),
+                    s(&pseudo(split)),
+                ],
+                inputs: vec![refine_config.clone()],
+                after: vec![format!("{}/cam_{split}", method.name)],
+                resume_args: vec![],
+            },
+            &["--split".into(), list_name.into()],
+        )?;
     }
 
     let pseudo_eval_dir = dir.join("pseudo_eval");
     let pseudo_metrics = pseudo_eval_dir.join("metrics.json");
-    pipeline.run(&StageSpec {
-        name: format!("{}/pseudo_eval", method.name),
-        dir: pseudo_eval_dir,
-        program: ctx.wsss.to_path_buf(),
-        args: vec![
-            "eval".into(),
-            "--pred".into(),
-            s(&pseudo("train")),
-            "--gt".into(),
-            s(&ctx.data.join("SegmentationClass")),
-            "--list".into(),
-            s(&list(ctx.data, "train")),
-            "--classes".into(),
-            "scenes".into(),
-            "--json".into(),
-            s(&pseudo_metrics),
-        ],
-        inputs: vec![],
-        after: vec![format!("{}/refine_train", method.name)],
-        resume_args: vec![],
-    })?;
+    ctx.score(
+        pipeline,
+        &StageSpec {
+            name: format!("{}/pseudo_eval", method.name),
+            dir: pseudo_eval_dir,
+            program: ctx.wsss.to_path_buf(),
+            args: vec![
+                "eval".into(),
+                "--pred".into(),
+                s(&pseudo("train")),
+                "--gt".into(),
+                s(&ctx.gt_dir()),
+                "--list".into(),
+                s(&list(ctx.data, train_split)),
+                "--classes".into(),
+                "scenes".into(),
+                "--json".into(),
+                s(&pseudo_metrics),
+            ],
+            inputs: vec![],
+            after: vec![format!("{}/refine_train", method.name)],
+            resume_args: vec![],
+        },
+    )?;
 
     Ok(MethodSpec {
         name: method.name.into(),

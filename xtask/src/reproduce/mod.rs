@@ -2,14 +2,51 @@
 //! each cached by a hash of its command, configs and upstream runs (see [`stage`]).
 
 pub mod methods;
+pub mod paper;
 pub mod report;
 pub mod scenes;
+pub mod segmentation;
 pub mod stage;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use wsss::report::MethodSpec;
+
+use methods::{run_cam_method, CamMethod, Mode, RunPaths, CAM_METHODS};
+use stage::Pipeline;
+
+/// A method of `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodName {
+    /// Classic CAM (the baseline).
+    Classic,
+    /// WeakTr stage 1 (CAM → pseudo labels) and stage 2 (segmentation).
+    Weaktr,
+    /// AReAM.
+    Aream,
+    /// GETAM end to end (GETAM CAMs and its decoder's segmentation).
+    Getam,
+    /// DFR on the scribbles.
+    Dfr,
+    /// Every method above.
+    All,
+}
+
+impl MethodName {
+    /// The folder and stage-name prefix of a method.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Weaktr => "weaktr",
+            Self::Aream => "aream",
+            Self::Getam => "getam",
+            Self::Dfr => "dfr",
+            Self::All => "all",
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -25,22 +62,32 @@ pub struct ReproduceOptions {
     /// Train the scenes backbone here instead of using the shipped one
     /// ([`scenes::PRETRAINED`]).
     pub pretrain: bool,
+    /// Cargo features of the `wsss` build (`cuda`, `metal`).
+    pub features: Option<String>,
+    /// Methods to run (`All` or empty: every one).
+    pub methods: Vec<MethodName>,
+    /// Which part of the pipeline runs (`--train-only`, `--shard k/n`).
+    pub mode: Mode,
+    /// Use the debug `wsss` binary (`cargo build`, as `cargo test --workspace` leaves it)
+    /// instead of a release build: for CI smoke runs.
+    pub dev: bool,
 }
 
-/// Builds the `wsss` binary in release mode and returns its path.
-pub fn wsss_binary(root: &Path) -> Result<PathBuf> {
+/// Builds the `wsss` binary (release, or the debug profile with `dev`; with cargo
+/// `features` such as `cuda`) and returns its path.
+pub fn wsss_binary(root: &Path, dev: bool, features: Option<&str>) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec!["build"];
+    if !dev {
+        args.push("--release");
+    }
+    args.extend(["--quiet", "-p", "wsss", "--bin", "wsss"]);
+    if let Some(features) = features {
+        args.extend(["--features", features]);
+    }
     let status = Command::new(cargo)
         .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "wsss",
-            "--bin",
-            "wsss",
-        ])
+        .args(&args)
         .status()
         .context("building the wsss binary")?;
     if !status.success() {
@@ -49,5 +96,79 @@ pub fn wsss_binary(root: &Path) -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/wsss"))
+    Ok(target.join(if dev { "debug/wsss" } else { "release/wsss" }))
+}
+
+impl ReproduceOptions {
+    /// True when `method` is selected.
+    pub fn wants(&self, method: MethodName) -> bool {
+        self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| *m == method || *m == MethodName::All)
+    }
+
+    /// True when every method is selected.
+    pub fn all_methods(&self) -> bool {
+        self.methods.is_empty() || self.methods.contains(&MethodName::All)
+    }
+}
+
+/// The configs of one data set's reproduction.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipe {
+    /// The CAM methods trained from image labels (classic, weaktr, aream).
+    pub cam_methods: &'static [CamMethod],
+    /// GETAM end to end.
+    pub getam: CamMethod,
+    /// WeakTr stage 2's training config.
+    pub weaktr_stage2: &'static str,
+    /// DFR's training config (none: no scribbles for this data set).
+    pub dfr: Option<&'static str>,
+}
+
+/// The embedded scenes set.
+pub const SCENES: Recipe = Recipe {
+    cam_methods: &CAM_METHODS,
+    getam: segmentation::GETAM,
+    weaktr_stage2: segmentation::WEAKTR_STAGE2_CONFIG,
+    dfr: Some(segmentation::DFR_CONFIG),
+};
+
+/// Runs the stages of the selected methods in order (classic, weaktr with its stage 2,
+/// aream, getam, dfr); returns their report rows.
+pub fn run_methods(
+    ctx: &RunPaths<'_>,
+    pipeline: &mut Pipeline,
+    options: &ReproduceOptions,
+    recipe: &Recipe,
+) -> Result<Vec<MethodSpec>> {
+    let mut rows = Vec::new();
+    for method in recipe.cam_methods {
+        let name = match method.name {
+            "classic" => MethodName::Classic,
+            "weaktr" => MethodName::Weaktr,
+            "aream" => MethodName::Aream,
+            other => bail!("CAM method `{other}` has no --method name"),
+        };
+        if !options.wants(name) {
+            continue;
+        }
+        let mut row = run_cam_method(ctx, pipeline, method)?;
+        if name == MethodName::Weaktr {
+            segmentation::weaktr_stage2(ctx, pipeline, recipe.weaktr_stage2, &mut row)?;
+        }
+        rows.push(row);
+    }
+    if options.wants(MethodName::Getam) {
+        rows.push(segmentation::getam(ctx, pipeline, &recipe.getam)?);
+    }
+    if options.wants(MethodName::Dfr) {
+        match recipe.dfr {
+            Some(config) => rows.push(segmentation::dfr(ctx, pipeline, config)?),
+            None => println!("[dfr] skipped: no scribble config for this data set"),
+        }
+    }
+    Ok(rows)
 }

@@ -24,7 +24,8 @@ fn image_path(data: &Path, id: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn overlays(data: &Path) -> Result<Vec<OverlaySpec>> {
+/// The overlay rows: the first val images of `data`, with their ground truth.
+pub(crate) fn overlays(data: &Path) -> Result<Vec<OverlaySpec>> {
     let list = data.join("ImageSets/Segmentation/val.txt");
     let text =
         std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;

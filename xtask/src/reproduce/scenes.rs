@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use super::methods::{run_cam_method, RunPaths, CAM_METHODS};
+use super::methods::{Mode, RunPaths};
 use super::stage::{Pipeline, StageSpec};
 use super::{wsss_binary, ReproduceOptions};
 
@@ -103,9 +103,10 @@ fn sizes(quick: bool) -> (usize, usize) {
     }
 }
 
-/// Runs the scenes reproduction into `options.out`; returns the report folder.
-pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<PathBuf> {
-    let wsss = wsss_binary(root)?;
+/// Runs the scenes reproduction into `options.out`; returns the report folder (none for a
+/// partial run: `--train-only`, `--shard`).
+pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<Option<PathBuf>> {
+    let wsss = wsss_binary(root, options.dev, options.features.as_deref())?;
     let out = &options.out;
     let data = out.join("data");
     let (train, val) = sizes(options.quick);
@@ -159,11 +160,16 @@ pub fn scenes(root: &Path, options: &ReproduceOptions) -> Result<PathBuf> {
         out,
         data: &data,
         quick: options.quick,
-        init: &init,
+        init: Some(&init),
+        mode: options.mode,
+        weights: None,
+        device: None,
+        dataset: "scenes",
     };
-    let mut methods = Vec::new();
-    for method in &CAM_METHODS {
-        methods.push(run_cam_method(&ctx, &mut pipeline, method)?);
+    let methods = super::run_methods(&ctx, &mut pipeline, options, &super::SCENES)?;
+    if options.mode != Mode::All {
+        // Partial run (--train-only, --shard): the final un-sharded run reports.
+        return Ok(None);
     }
-    super::report::render(&wsss, out, &data, &pipeline, &methods, options)
+    super::report::render(&wsss, out, &data, &pipeline, &methods, options).map(Some)
 }

@@ -136,6 +136,95 @@ impl Pipeline {
 
     /// Runs `stage` unless its outputs are current; returns its outcome.
     pub fn run(&mut self, stage: &StageSpec) -> Result<Outcome> {
+        self.run_with(stage, |args, key| execute(stage, args, key))
+    }
+
+    /// Like [`Pipeline::run`], but the stage's work is `work` in this process (file
+    /// plumbing, such as assembling a data folder from links); `stage.program` and
+    /// `stage.args` only describe it (and enter the cache key).
+    pub fn run_in_process(
+        &mut self,
+        stage: &StageSpec,
+        work: impl FnOnce() -> Result<()>,
+    ) -> Result<Outcome> {
+        self.run_with(stage, |_, key| {
+            println!("[{}] (in process) {}", stage.name, stage.args.join(" "));
+            let start = Instant::now();
+            work().with_context(|| {
+                format!(
+                    "stage {} failed; its folder {} is kept",
+                    stage.name,
+                    stage.dir.display()
+                )
+            })?;
+            let wall_s = start.elapsed().as_secs_f64();
+            println!("[{}] done in {wall_s:.1} s", stage.name);
+            Ok(new_record(key, wall_s, None))
+        })
+    }
+
+    /// Records `stage` as done when its outputs are current (a cached outcome) and returns
+    /// true; returns false, running nothing, otherwise.
+    pub fn reuse(&mut self, stage: &StageSpec) -> Result<bool> {
+        let key = self.key(stage)?;
+        match read_record(&stage.dir) {
+            Some(record) if record.key == key => {
+                println!("[{}] cached ({})", stage.name, stage.dir.display());
+                self.records.insert(stage.name.clone(), record.clone());
+                self.outcomes.push(Outcome {
+                    name: stage.name.clone(),
+                    record,
+                    cached: true,
+                });
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Runs one shard of a per-image stage: `stage.args` plus `shard_args`, in the
+    /// stage's folder, which is neither cleared nor marked done (shards share the folder,
+    /// and the per-image command skips the images whose output exists). The un-sharded run
+    /// that follows finds the folder partial, runs the command for what is left (nothing,
+    /// once every shard ran) and writes `stage.json`. Stages after this one in the same
+    /// invocation see a placeholder run id.
+    pub fn run_shard(&mut self, stage: &StageSpec, shard_args: &[String]) -> Result<Outcome> {
+        if self.reuse(stage)? {
+            // Finished un-sharded already.
+            return Ok(self.outcomes.last().expect("just pushed").clone());
+        }
+        if read_record(&stage.dir).is_some() {
+            // Shards run at once and cannot clear a shared folder safely.
+            bail!(
+                "stage {}: {} holds outputs made with another config or from other inputs; \
+                 delete it (or run without --shard) before running shards",
+                stage.name,
+                stage.dir.display()
+            );
+        }
+        std::fs::create_dir_all(&stage.dir)
+            .with_context(|| format!("creating {}", stage.dir.display()))?;
+        let args = [stage.args.clone(), shard_args.to_vec()].concat();
+        let record = execute(stage, &args, "shard".into())?;
+        let outcome = Outcome {
+            name: stage.name.clone(),
+            record: StageRecord {
+                run_id: "shard".into(),
+                ..record
+            },
+            cached: false,
+        };
+        self.records
+            .insert(stage.name.clone(), outcome.record.clone());
+        self.outcomes.push(outcome.clone());
+        Ok(outcome)
+    }
+
+    fn run_with(
+        &mut self,
+        stage: &StageSpec,
+        exec: impl FnOnce(&[String], String) -> Result<StageRecord>,
+    ) -> Result<Outcome> {
         let key = self.key(stage)?;
         let previous = read_record(&stage.dir);
         let outcome = match previous {
@@ -160,7 +249,7 @@ impl Pipeline {
                 if partial {
                     args.extend(stage.resume_args.iter().cloned());
                 }
-                let record = execute(stage, &args, key)?;
+                let record = exec(&args, key)?;
                 write_record(&stage.dir, &record)?;
                 Outcome {
                     name: stage.name.clone(),
@@ -210,6 +299,12 @@ fn execute(stage: &StageSpec, args: &[String], key: String) -> Result<StageRecor
         );
     }
     let wall_s = start.elapsed().as_secs_f64();
+    println!("[{}] done in {wall_s:.1} s", stage.name);
+    Ok(new_record(key, wall_s, peak))
+}
+
+/// The record of a finished stage, with a fresh run id.
+fn new_record(key: String, wall_s: f64, peak_rss_mib: Option<f64>) -> StageRecord {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -217,13 +312,12 @@ fn execute(stage: &StageSpec, args: &[String], key: String) -> Result<StageRecor
         "{:x}",
         Sha256::digest(format!("{key}/{nanos}/{}", std::process::id()))
     );
-    println!("[{}] done in {wall_s:.1} s", stage.name);
-    Ok(StageRecord {
+    StageRecord {
         key,
         run_id: run_id[..16].to_string(),
         wall_s,
-        peak_rss_mib: peak,
-    })
+        peak_rss_mib,
+    }
 }
 
 #[cfg(test)]
@@ -335,5 +429,83 @@ mod tests {
             .run(&stage(dir.path(), "b", &["a"], "x"))
             .unwrap_err();
         assert!(err.to_string().contains("depends on a"), "{err}");
+    }
+
+    /// A per-image stand-in: writes `out/<shard>` and logs, like `wsss cam --shard k/n`.
+    fn per_image(root: &Path, name: &str) -> StageSpec {
+        let dir = root.join(name);
+        StageSpec {
+            name: name.into(),
+            dir: dir.clone(),
+            program: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                format!(
+                    "echo {name}:${{1:-all}} >> {log} && touch {dir}/$(echo ${{2:-all}} | tr / _)",
+                    log = root.join("log").display(),
+                    dir = dir.display()
+                ),
+                "sh".into(),
+            ],
+            inputs: vec![],
+            after: vec!["a".into()],
+            resume_args: vec![],
+        }
+    }
+
+    #[test]
+    fn shards_share_the_folder_and_the_final_run_marks_it_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let train = stage(root, "a", &[], "1");
+        let cams = per_image(root, "cams");
+        Pipeline::new().run(&train).unwrap();
+        for k in 0..2 {
+            let mut p = Pipeline::new();
+            assert!(p.reuse(&train).unwrap());
+            let shard = ["--shard".to_string(), format!("{k}/2")];
+            assert!(!p.run_shard(&cams, &shard).unwrap().cached);
+            assert!(!root.join("cams/stage.json").exists());
+        }
+        assert!(root.join("cams/0_2").exists() && root.join("cams/1_2").exists());
+        // The un-sharded run keeps the shards' outputs and writes the record.
+        let mut p = Pipeline::new();
+        p.run(&train).unwrap();
+        p.run(&cams).unwrap();
+        assert!(root.join("cams/0_2").exists() && root.join("cams/stage.json").exists());
+        // A shard after that is a no-op; a stale folder is refused, not cleared.
+        let mut p = Pipeline::new();
+        p.run(&train).unwrap();
+        assert!(p.run_shard(&cams, &[]).unwrap().cached);
+        let mut changed = cams.clone();
+        changed.args[1].push_str(" # v2");
+        let err = p.run_shard(&changed, &[]).unwrap_err();
+        assert!(err.to_string().contains("another config"), "{err}");
+        assert!(root.join("cams/0_2").exists());
+    }
+
+    #[test]
+    fn reuse_runs_nothing_when_outputs_are_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Pipeline::new();
+        assert!(!p.reuse(&stage(dir.path(), "a", &[], "1")).unwrap());
+        assert!(p.outcomes().is_empty());
+        assert!(!dir.path().join("log").exists());
+    }
+
+    #[test]
+    fn in_process_stages_are_cached_like_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = stage(dir.path(), "a", &[], "1");
+        let mut runs = 0;
+        for _ in 0..2 {
+            Pipeline::new()
+                .run_in_process(&spec, || {
+                    runs += 1;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        assert_eq!(runs, 1);
     }
 }

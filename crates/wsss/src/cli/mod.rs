@@ -6,6 +6,7 @@ mod data;
 mod eval;
 mod refine;
 mod report;
+mod segment;
 mod stage;
 mod train;
 mod vit;
@@ -41,6 +42,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Render a run's report (tables, plots, overlays) as report.md and report.html.
     Report(report::ReportArgs),
+    /// Label maps of a split from a trained segmentation run (weaktr_stage2, dfr, getam_e2e).
+    Segment(segment::SegmentArgs),
     /// Train a model from a TOML config (WeakTr, AReAM, classic CAM, ...).
     Train(train::TrainArgs),
     /// AReAM helpers: per-layer attention entropy for mode E.
@@ -59,6 +62,7 @@ impl Cli {
             Command::Data(cmd) => cmd.run(),
             Command::Eval(args) => args.run(),
             Command::Report(args) => args.run(),
+            Command::Segment(args) => args.run(),
             Command::Train(args) => args.run(),
             Command::Aream(cmd) => cmd.run(),
         }

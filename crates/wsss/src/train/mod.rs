@@ -13,9 +13,11 @@ pub mod params;
 pub mod programs;
 pub mod runner;
 pub mod schedule;
+pub mod segment;
 
 pub use config::{ProgramKind, TrainConfig};
 pub use params::Params;
 pub use runner::{
-    train, EvalContext, Metrics, Program, RunOptions, RunSummary, StepContext, StepOutput,
+    train, EvalContext, Metrics, Program, RunOptions, RunSummary, Segmenter, StepContext,
+    StepOutput,
 };

@@ -114,6 +114,21 @@ pub trait Program {
     fn vit_config(&self) -> Option<wsss_vit::Config> {
         None
     }
+
+    /// The model as a segmenter (`wsss segment`), for programs with a segmentation head.
+    fn as_segmenter(&self) -> Option<&dyn Segmenter> {
+        None
+    }
+}
+
+/// A trained model that predicts dense class scores (`wsss segment`).
+pub trait Segmenter: Sync {
+    /// Segmentation logits at the image size.
+    ///
+    /// # Shapes
+    /// `images` [B, 3, H, W] f32 (ImageNet-normalised) → [B, C, H, W] f32, C classes
+    /// including background.
+    fn segment(&self, images: &Tensor) -> Result<Tensor>;
 }
 
 /// Options of one invocation.

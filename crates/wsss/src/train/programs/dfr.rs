@@ -43,7 +43,7 @@ use crate::train::config::{BestMode, OptimizerConfig, TrainConfig};
 use crate::train::data::EvalData;
 use crate::train::optim::ParamGroup;
 use crate::train::params::{timm_decays, Params};
-use crate::train::runner::{EvalContext, Metrics, Program, StepContext, StepOutput};
+use crate::train::runner::{EvalContext, Metrics, Program, Segmenter, StepContext, StepOutput};
 
 /// The ablation row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +395,10 @@ impl Program for DfrProgram {
         Some(self.net.vit_cfg.clone())
     }
 
+    fn as_segmenter(&self) -> Option<&dyn Segmenter> {
+        Some(self)
+    }
+
     fn method_info(&self) -> serde_json::Value {
         serde_json::json!({
             "program": "dfr",
@@ -408,6 +412,13 @@ impl Program for DfrProgram {
 
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?[0])
+}
+
+impl Segmenter for DfrProgram {
+    /// The decoder's logits, no dropout.
+    fn segment(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.net.forward(&images.detach(), None)?.logits.detach())
+    }
 }
 
 #[cfg(test)]

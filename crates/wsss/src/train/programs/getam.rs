@@ -35,7 +35,7 @@ use super::{
 use crate::train::config::{BestMode, TrainConfig};
 use crate::train::data::{mix_seed, EvalData};
 use crate::train::params::Params;
-use crate::train::runner::{EvalContext, Metrics, Program, StepContext, StepOutput};
+use crate::train::runner::{EvalContext, Metrics, Program, Segmenter, StepContext, StepOutput};
 
 fn default_one() -> f64 {
     1.0
@@ -276,11 +276,22 @@ impl Program for GetamE2e {
         Some(self.vit.clone())
     }
 
+    fn as_segmenter(&self) -> Option<&dyn Segmenter> {
+        Some(self)
+    }
+
     fn method_info(&self) -> serde_json::Value {
         serde_json::json!({
             "cam": "getam",
             "start_layer": self.start_layer,
             "decoder": "linear 1x1 on final patch tokens: decoder.weight [C, D], decoder.bias [C], bilinear upsampling",
         })
+    }
+}
+
+impl Segmenter for GetamE2e {
+    /// The linear decoder's logits, upsampled bilinearly.
+    fn segment(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.forward(&images.detach())?.1.detach())
     }
 }

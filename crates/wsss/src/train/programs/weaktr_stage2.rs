@@ -18,7 +18,7 @@
 //! `[method]`: see [`WeakTrStage2Method`].
 
 use anyhow::Result;
-use candle_core::DType;
+use candle_core::{DType, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ use crate::train::config::{BestMode, OptimizerConfig, TrainConfig};
 use crate::train::data::EvalData;
 use crate::train::optim::ParamGroup;
 use crate::train::params::{timm_decays, Params};
-use crate::train::runner::{EvalContext, Metrics, Program, StepContext, StepOutput};
+use crate::train::runner::{EvalContext, Metrics, Program, Segmenter, StepContext, StepOutput};
 
 fn d_enc_lr() -> f64 {
     0.1
@@ -141,11 +141,22 @@ impl Program for WeakTrStage2 {
         Some(self.net.vit_cfg.clone())
     }
 
+    fn as_segmenter(&self) -> Option<&dyn Segmenter> {
+        Some(self)
+    }
+
     fn method_info(&self) -> serde_json::Value {
         serde_json::json!({
             "program": "weaktr_stage2",
             "decoder": DecoderConfig::MaskTransformer(self.method.decoder.clone()),
             "encoder_prefix": ENCODER,
         })
+    }
+}
+
+impl Segmenter for WeakTrStage2 {
+    /// The decoder's logits, no dropout.
+    fn segment(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.net.forward(&images.detach(), None)?.logits.detach())
     }
 }
