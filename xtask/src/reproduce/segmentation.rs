@@ -22,7 +22,7 @@ pub const GETAM: CamMethod = CamMethod {
     name: "getam",
     train_config: "configs/scenes/getam.toml",
     cam_method: "kind = \"getam\"\nstart_layer = 2\n",
-    refine_config: "configs/refine/par_reliable_toco.toml",
+    refine_config: "configs/refine/par_reliable_scenes.toml",
     // One epoch must train the decoder too.
     quick_overrides: &["method.seg_start_epoch=0"],
 };
