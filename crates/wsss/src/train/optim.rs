@@ -77,7 +77,11 @@ impl Optimizer {
                 let Some(grad) = grads.get(var.as_tensor()) else {
                     continue;
                 };
-                let p = var.as_tensor();
+                // A Var's gradient can still record ops on forward tensors (candle detaches
+                // only intermediate nodes' gradients); moments built from it would then hold
+                // every step's graph alive, a leak of a whole forward pass per step.
+                let grad = &grad.detach();
+                let p = &var.as_tensor().detach();
                 match self.kind {
                     OptimizerKind::AdamW { beta1, beta2, eps } => {
                         let m = match self.first.get(name) {
@@ -183,6 +187,39 @@ mod tests {
     fn quadratic_grads(x: &Var) -> Result<GradStore> {
         // f(x) = Σ (x − 3)²
         (x.as_tensor() - 3.0)?.sqr()?.sum_all()?.backward()
+    }
+
+    #[test]
+    fn moments_keep_no_graph_alive() -> Result<()> {
+        // x's gradient 2·x·y² is computed from y, a tracked tensor: unless the optimiser
+        // detaches it, the moments hold the step's graph (a leak of one graph per step).
+        let x = Var::new(&[1f32, 2.0], &Device::Cpu)?;
+        let y = Var::new(&[3f32, 4.0], &Device::Cpu)?;
+        let grads = (x.as_tensor() * y.as_tensor())?.sqr()?.sum_all()?.backward()?;
+        assert!(grads.get(x.as_tensor()).is_some_and(|g| g.track_op()));
+        for kind in [
+            OptimizerKind::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+            OptimizerKind::Sgd { momentum: 0.9 },
+        ] {
+            let group = ParamGroup {
+                params: vec![("x".into(), x.clone()), ("y".into(), y.clone())],
+                lr_scale: 1.0,
+                weight_decay: 0.1,
+            };
+            let mut opt = Optimizer::new(kind, vec![group]);
+            opt.step(&grads, 1e-3)?;
+            opt.step(&grads, 1e-3)?;
+            let state = opt.state_tensors();
+            assert!(!state.is_empty());
+            for (name, t) in state {
+                assert!(!t.track_op(), "{name} records ops");
+            }
+        }
+        Ok(())
     }
 
     #[test]
