@@ -206,6 +206,49 @@ impl RunPaths<'_> {
     }
 }
 
+/// `base` (a refinement config) with the thresholds of its `par_reliable` and `reliable`
+/// steps set from the method's GT-free Otsu threshold `t` on its val CAMs (`sweep.json` of
+/// `wsss eval --cams`; Otsu uses the CAM histogram only): trusted foreground above
+/// `high = t`, trusted background below `low = t / 2`. ToCo's fixed 0.7/0.25 assume VOC-scale
+/// CAMs; on scenes the methods' CAM scales differ (classic's Otsu is near 0.3, WeakTr's
+/// fine CAM's near 0.7), so one fixed pair would favour one method.
+pub fn refine_with_otsu(base: &Path, sweep: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(sweep)
+        .with_context(|| format!("reading {}", sweep.display()))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", sweep.display()))?;
+    let Some(t) = report["otsu"]["threshold"].as_f64() else {
+        bail!("{} has no otsu.threshold", sweep.display());
+    };
+    let text = std::fs::read_to_string(base)
+        .with_context(|| format!("reading {}", base.display()))?;
+    let mut config: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", base.display()))?;
+    let mut adapted = 0;
+    if let Some(toml::Value::Array(steps)) = config.get_mut("steps") {
+        for step in steps.iter_mut().filter_map(toml::Value::as_table_mut) {
+            let kind = step.get("kind").and_then(toml::Value::as_str);
+            if matches!(kind, Some("par_reliable" | "reliable")) {
+                step.insert("low".into(), toml::Value::Float(t / 2.0));
+                step.insert("high".into(), toml::Value::Float(t));
+                adapted += 1;
+            }
+        }
+    }
+    if adapted == 0 {
+        bail!(
+            "{} has no par_reliable/reliable step to take thresholds",
+            base.display()
+        );
+    }
+    Ok(format!(
+        "# {} with thresholds from this method's val CAM Otsu threshold {t:.3} \
+         (high = t, low = t / 2), written by cargo xtask reproduce.\n{}",
+        base.display(),
+        toml::to_string_pretty(&config)?
+    ))
+}
+
 pub(crate) fn s(p: &Path) -> String {
     p.display().to_string()
 }
@@ -364,7 +407,30 @@ pub fn run_cam_method(
         },
     )?;
 
-    let refine_config = ctx.root.join(method.refine_config);
+    let base_refine = ctx.root.join(method.refine_config);
+    let refine_config = if ctx.dataset == "scenes" {
+        let adapted = dir.join("refine.toml");
+        if !sweep.is_file() {
+            // Under --shard the sweep has not run: the final plain run refines.
+            println!(
+                "[{}/refine] waits for the CAM sweep (its thresholds come from it)",
+                method.name
+            );
+            return Ok(MethodSpec {
+                name: method.name.into(),
+                cam_sweep: Some(sweep),
+                train_logs: vec![train_dir.join("metrics.jsonl")],
+                cam_dir: Some(cams("val")),
+                ..Default::default()
+            });
+        }
+        let text = refine_with_otsu(&base_refine, &sweep)?;
+        std::fs::write(&adapted, text)
+            .with_context(|| format!("writing {}", adapted.display()))?;
+        adapted
+    } else {
+        base_refine
+    };
     let pseudo = |split: &str| dir.join(format!("pseudo_{split}"));
     for (split, list_name) in [("train", train_split), ("val", "val")] {
         ctx.per_image_sharded_with(
@@ -428,4 +494,38 @@ pub fn run_cam_method(
         pseudo_dir: Some(pseudo("val")),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod otsu_tests {
+    use super::refine_with_otsu;
+
+    #[test]
+    fn reliable_thresholds_follow_the_sweeps_otsu_threshold() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let sweep = dir.path().join("sweep.json");
+        std::fs::write(
+            &sweep,
+            r#"{"otsu": {"threshold": 0.4, "miou": 0.3}, "best": {"threshold": 0.2, "miou": 0.35}}"#,
+        )?;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = refine_with_otsu(&root.join("configs/refine/par_reliable_scenes.toml"), &sweep)?;
+        let config: toml::Table = toml::from_str(&text)?;
+        let step = config["steps"][0].as_table().unwrap();
+        assert_eq!(step["high"].as_float(), Some(0.4));
+        assert!((step["low"].as_float().unwrap() - 0.2).abs() < 1e-12);
+        assert_eq!(step["par"]["iterations"].as_integer(), Some(10));
+
+        // A config without a reliable step cannot take thresholds: an error, not a no-op.
+        let err = refine_with_otsu(&root.join("configs/refine/par_afa.toml"), &sweep)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("par_reliable"), "{err}");
+        std::fs::write(&sweep, "{}")?;
+        let err = refine_with_otsu(&root.join("configs/refine/par_reliable_scenes.toml"), &sweep)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("otsu"), "{err}");
+        Ok(())
+    }
 }
