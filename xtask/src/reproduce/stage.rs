@@ -71,6 +71,19 @@ pub struct Pipeline {
 
 const RECORD: &str = "stage.json";
 
+/// The key of the run under way in a folder without a record yet: a partial folder is
+/// resumed only by the same key (a changed config or upstream clears it instead).
+const PENDING: &str = "stage.pending";
+
+fn read_pending(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join(PENDING)).ok()
+}
+
+fn write_pending(dir: &Path, key: &str) -> Result<()> {
+    let path = dir.join(PENDING);
+    std::fs::write(&path, key).with_context(|| format!("writing {}", path.display()))
+}
+
 fn read_record(dir: &Path) -> Option<StageRecord> {
     let text = std::fs::read_to_string(dir.join(RECORD)).ok()?;
     serde_json::from_str(&text).ok()
@@ -202,8 +215,19 @@ impl Pipeline {
                 stage.dir.display()
             );
         }
+        let key = self.key(stage)?;
+        match read_pending(&stage.dir) {
+            Some(pending) if pending != key => bail!(
+                "stage {}: {} holds partial outputs made with another config or from other \
+                 inputs; delete it before running shards",
+                stage.name,
+                stage.dir.display()
+            ),
+            _ => {}
+        }
         std::fs::create_dir_all(&stage.dir)
             .with_context(|| format!("creating {}", stage.dir.display()))?;
+        write_pending(&stage.dir, &key)?;
         let args = [stage.args.clone(), shard_args.to_vec()].concat();
         let record = execute(stage, &args, "shard".into())?;
         let outcome = Outcome {
@@ -237,20 +261,23 @@ impl Pipeline {
                 }
             }
             previous => {
-                if previous.is_some() && stage.dir.exists() {
-                    // Made with another config or from other inputs: stale.
+                let partial = previous.is_none()
+                    && read_pending(&stage.dir).is_some_and(|pending| pending == key);
+                if stage.dir.exists() && !partial {
+                    // Finished or begun with another config or from other inputs: stale.
                     std::fs::remove_dir_all(&stage.dir)
                         .with_context(|| format!("clearing {}", stage.dir.display()))?;
                 }
-                let partial = stage.dir.exists();
                 std::fs::create_dir_all(&stage.dir)
                     .with_context(|| format!("creating {}", stage.dir.display()))?;
+                write_pending(&stage.dir, &key)?;
                 let mut args = stage.args.clone();
                 if partial {
                     args.extend(stage.resume_args.iter().cloned());
                 }
                 let record = exec(&args, key)?;
                 write_record(&stage.dir, &record)?;
+                let _ = std::fs::remove_file(stage.dir.join(PENDING));
                 Outcome {
                     name: stage.name.clone(),
                     record,
@@ -404,12 +431,42 @@ mod tests {
         assert_eq!(run_all(std::slice::from_ref(&spec)), [false]);
         std::fs::write(&config, "lr = 2").unwrap();
         assert_eq!(run_all(std::slice::from_ref(&spec)), [false]);
-        // A kill leaves the folder without stage.json: the next run gets --resume, which
-        // `sh -c` passes as $0 (harmless) while we check it is not treated as stale.
-        std::fs::remove_file(root.join("a/stage.json")).unwrap();
-        std::fs::write(root.join("a/partial"), "kept").unwrap();
-        assert_eq!(run_all(std::slice::from_ref(&spec)), [false]);
-        assert!(root.join("a/partial").exists());
+    }
+
+    #[test]
+    fn a_partial_run_resumes_under_its_own_key_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // The command writes a partial output, then fails until `go` exists (a kill).
+        let flaky = |text: &str| {
+            let mut spec = stage(root, "a", &[], text);
+            spec.args = vec![
+                "-c".into(),
+                format!(
+                    "echo {text} >> {part} && test -f {go}",
+                    part = root.join("a/partial").display(),
+                    go = root.join("go").display()
+                ),
+            ];
+            spec.resume_args = vec!["--resume".into()];
+            spec
+        };
+        assert!(Pipeline::new().run(&flaky("one")).is_err());
+        assert!(root.join("a/stage.pending").exists());
+        // Same key: resumed (`--resume` reaches `sh -c` as $0, harmless), the partial
+        // output kept.
+        std::fs::write(root.join("go"), "").unwrap();
+        assert_eq!(run_all(&[flaky("one")]), [false]);
+        let partial = std::fs::read_to_string(root.join("a/partial")).unwrap();
+        assert_eq!(partial, "one\none\n");
+        assert!(!root.join("a/stage.pending").exists());
+        // A partial folder begun under another key is cleared, not resumed.
+        std::fs::remove_file(root.join("go")).unwrap();
+        assert!(Pipeline::new().run(&flaky("two")).is_err());
+        std::fs::write(root.join("go"), "").unwrap();
+        assert_eq!(run_all(&[flaky("three")]), [false]);
+        let partial = std::fs::read_to_string(root.join("a/partial")).unwrap();
+        assert_eq!(partial, "three\n");
     }
 
     #[test]
