@@ -109,16 +109,10 @@ enum Task {
     },
 }
 
-/// `k/n` with 0 <= k < n.
+/// `k/n` with 0 <= k < n (`wsss::shard::Shard`'s syntax and message).
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
-    let bad = || format!("--shard expects k/n with 0 <= k < n (e.g. 0/4), got `{s}`");
-    let (k, n) = s.split_once('/').ok_or_else(bad)?;
-    let k: usize = k.trim().parse().map_err(|_| bad())?;
-    let n: usize = n.trim().parse().map_err(|_| bad())?;
-    if n == 0 || k >= n {
-        return Err(bad());
-    }
-    Ok((k, n))
+    let shard: wsss::shard::Shard = s.parse()?;
+    Ok((shard.index, shard.count))
 }
 
 fn golden(dir: PathBuf, ops: Vec<String>, list: bool) -> Result<ExitCode> {

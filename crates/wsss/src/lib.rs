@@ -17,5 +17,6 @@ pub use wsss_refine as refine;
 pub use wsss_vit as vit;
 
 pub mod report;
+pub mod shard;
 pub mod train;
 pub mod weights;
