@@ -213,15 +213,15 @@ impl RunPaths<'_> {
 /// CAMs; on scenes the methods' CAM scales differ (classic's Otsu is near 0.3, WeakTr's
 /// fine CAM's near 0.7), so one fixed pair would favour one method.
 pub fn refine_with_otsu(base: &Path, sweep: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(sweep)
-        .with_context(|| format!("reading {}", sweep.display()))?;
+    let text =
+        std::fs::read_to_string(sweep).with_context(|| format!("reading {}", sweep.display()))?;
     let report: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", sweep.display()))?;
     let Some(t) = report["otsu"]["threshold"].as_f64() else {
         bail!("{} has no otsu.threshold", sweep.display());
     };
-    let text = std::fs::read_to_string(base)
-        .with_context(|| format!("reading {}", base.display()))?;
+    let text =
+        std::fs::read_to_string(base).with_context(|| format!("reading {}", base.display()))?;
     let mut config: toml::Table =
         toml::from_str(&text).with_context(|| format!("parsing {}", base.display()))?;
     let mut adapted = 0;
@@ -425,8 +425,7 @@ pub fn run_cam_method(
             });
         }
         let text = refine_with_otsu(&base_refine, &sweep)?;
-        std::fs::write(&adapted, text)
-            .with_context(|| format!("writing {}", adapted.display()))?;
+        std::fs::write(&adapted, text).with_context(|| format!("writing {}", adapted.display()))?;
         adapted
     } else {
         base_refine
@@ -509,7 +508,10 @@ mod otsu_tests {
             r#"{"otsu": {"threshold": 0.4, "miou": 0.3}, "best": {"threshold": 0.2, "miou": 0.35}}"#,
         )?;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let text = refine_with_otsu(&root.join("configs/refine/par_reliable_scenes.toml"), &sweep)?;
+        let text = refine_with_otsu(
+            &root.join("configs/refine/par_reliable_scenes.toml"),
+            &sweep,
+        )?;
         let config: toml::Table = toml::from_str(&text)?;
         let step = config["steps"][0].as_table().unwrap();
         assert_eq!(step["high"].as_float(), Some(0.4));
@@ -522,9 +524,12 @@ mod otsu_tests {
             .to_string();
         assert!(err.contains("par_reliable"), "{err}");
         std::fs::write(&sweep, "{}")?;
-        let err = refine_with_otsu(&root.join("configs/refine/par_reliable_scenes.toml"), &sweep)
-            .unwrap_err()
-            .to_string();
+        let err = refine_with_otsu(
+            &root.join("configs/refine/par_reliable_scenes.toml"),
+            &sweep,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("otsu"), "{err}");
         Ok(())
     }

@@ -195,7 +195,10 @@ mod tests {
         // detaches it, the moments hold the step's graph (a leak of one graph per step).
         let x = Var::new(&[1f32, 2.0], &Device::Cpu)?;
         let y = Var::new(&[3f32, 4.0], &Device::Cpu)?;
-        let grads = (x.as_tensor() * y.as_tensor())?.sqr()?.sum_all()?.backward()?;
+        let grads = (x.as_tensor() * y.as_tensor())?
+            .sqr()?
+            .sum_all()?
+            .backward()?;
         assert!(grads.get(x.as_tensor()).is_some_and(|g| g.track_op()));
         for kind in [
             OptimizerKind::AdamW {
