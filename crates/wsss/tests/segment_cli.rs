@@ -141,9 +141,8 @@ fn segment_runs_predict_pngs_that_eval_reads() -> Result<()> {
         &[
             "method.variant=\"pce\"",
             "data.val_limit=4",
-            "model.vit.depth=2",
-            "model.vit.embed_dim=32",
-            "model.vit.num_heads=2",
+            "model.preset=\"tiny_test\"",
+            "model.init=\"\"",
         ],
     )?;
     segment_and_eval(&dfr, &data, &dir.path().join("dfr_val"))?;
@@ -155,6 +154,7 @@ fn segment_runs_predict_pngs_that_eval_reads() -> Result<()> {
         &getam,
         &[
             "model.preset=\"tiny_test\"",
+            "model.init=\"\"",
             "method.seg_start_epoch=0",
             "method.start_layer=1",
         ],

@@ -54,6 +54,8 @@ fn train_then_entropy_through_the_binary() -> Result<()> {
             "--set",
             "model.preset=\"tiny_test\"",
             "--set",
+            "model.init=\"\"",
+            "--set",
             "data.crop_size=32",
             "--set",
             "data.batch_size=4",

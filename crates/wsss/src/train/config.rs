@@ -307,9 +307,17 @@ pub struct ModelConfig {
     /// crop).
     #[serde(default)]
     pub img_size: Option<[usize; 2]>,
-    /// ImageNet weights (a timm safetensors/state dict); from scratch when absent.
-    #[serde(default)]
+    /// ImageNet weights (a timm safetensors/state dict); from scratch when absent or
+    /// empty (`--set model.init=""` turns a config's init off).
+    #[serde(default, deserialize_with = "empty_path_is_none")]
     pub init: Option<PathBuf>,
+}
+
+fn empty_path_is_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<PathBuf>, D::Error> {
+    let path: Option<PathBuf> = Option::deserialize(deserializer)?;
+    Ok(path.filter(|p| !p.as_os_str().is_empty()))
 }
 
 impl ModelConfig {
@@ -426,7 +434,7 @@ fn init_relative_to(text: &str, folder: &Path) -> Result<String> {
     let Some(toml::Value::String(init)) = model.get_mut("init") else {
         return Ok(text.to_string());
     };
-    if Path::new(init.as_str()).is_absolute() {
+    if init.is_empty() || Path::new(init.as_str()).is_absolute() {
         return Ok(text.to_string());
     }
     *init = folder.join(init.as_str()).display().to_string();
@@ -509,6 +517,8 @@ preset = "tiny_test"
         assert!(text.contains("w.safetensors"));
         let (cfg, _) = TrainConfig::read(&sub.join("a.toml"), &["model.init=x.st".into()])?;
         assert_eq!(cfg.model.init, Some(PathBuf::from("x.st")));
+        let (cfg, _) = TrainConfig::read(&sub.join("a.toml"), &["model.init=\"\"".into()])?;
+        assert_eq!(cfg.model.init, None);
         let absolute = MINIMAL.replace("preset", "init = \"/abs/w.st\"\npreset");
         std::fs::write(sub.join("b.toml"), absolute)?;
         let (cfg, _) = TrainConfig::read(&sub.join("b.toml"), &[])?;
