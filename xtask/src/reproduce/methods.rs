@@ -204,6 +204,45 @@ impl RunPaths<'_> {
         }
         Ok(())
     }
+
+    /// A `wsss eval` scoring stage named `name`: `input` is `--pred DIR` (label PNGs) or
+    /// `--cams DIR` (a threshold sweep), scored against the ground truth of `split` with
+    /// this run's class names, the result written to `json` (the stage's folder is its
+    /// parent); after `after`.
+    pub fn eval(
+        &self,
+        pipeline: &mut Pipeline,
+        name: String,
+        input: (&str, &Path),
+        split: &str,
+        json: &Path,
+        after: String,
+    ) -> Result<()> {
+        self.score(
+            pipeline,
+            &StageSpec {
+                name,
+                dir: json.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                program: self.wsss.to_path_buf(),
+                args: vec![
+                    "eval".into(),
+                    input.0.into(),
+                    s(input.1),
+                    "--gt".into(),
+                    s(&self.gt_dir()),
+                    "--list".into(),
+                    s(&list(self.data, split)),
+                    "--classes".into(),
+                    self.classes(),
+                    "--json".into(),
+                    s(json),
+                ],
+                inputs: vec![],
+                after: vec![after],
+                resume_args: vec![],
+            },
+        )
+    }
 }
 
 /// `base` (a refinement config) with the thresholds of its `par_reliable` and `reliable`
@@ -380,31 +419,14 @@ pub fn run_cam_method(
         )?;
     }
 
-    let sweep_dir = dir.join("cam_eval");
-    let sweep = sweep_dir.join("sweep.json");
-    ctx.score(
+    let sweep = dir.join("cam_eval/sweep.json");
+    ctx.eval(
         pipeline,
-        &StageSpec {
-            name: format!("{}/cam_eval", method.name),
-            dir: sweep_dir,
-            program: ctx.wsss.to_path_buf(),
-            args: vec![
-                "eval".into(),
-                "--cams".into(),
-                s(&cams("val")),
-                "--gt".into(),
-                s(&ctx.gt_dir()),
-                "--list".into(),
-                s(&list(ctx.data, "val")),
-                "--classes".into(),
-                "scenes".into(),
-                "--json".into(),
-                s(&sweep),
-            ],
-            inputs: vec![],
-            after: vec![format!("{}/cam_val", method.name)],
-            resume_args: vec![],
-        },
+        format!("{}/cam_eval", method.name),
+        ("--cams", &cams("val")),
+        "val",
+        &sweep,
+        format!("{}/cam_val", method.name),
     )?;
 
     let base_refine = ctx.root.join(method.refine_config);
@@ -457,31 +479,14 @@ pub fn run_cam_method(
         )?;
     }
 
-    let pseudo_eval_dir = dir.join("pseudo_eval");
-    let pseudo_metrics = pseudo_eval_dir.join("metrics.json");
-    ctx.score(
+    let pseudo_metrics = dir.join("pseudo_eval/metrics.json");
+    ctx.eval(
         pipeline,
-        &StageSpec {
-            name: format!("{}/pseudo_eval", method.name),
-            dir: pseudo_eval_dir,
-            program: ctx.wsss.to_path_buf(),
-            args: vec![
-                "eval".into(),
-                "--pred".into(),
-                s(&pseudo("train")),
-                "--gt".into(),
-                s(&ctx.gt_dir()),
-                "--list".into(),
-                s(&list(ctx.data, train_split)),
-                "--classes".into(),
-                "scenes".into(),
-                "--json".into(),
-                s(&pseudo_metrics),
-            ],
-            inputs: vec![],
-            after: vec![format!("{}/refine_train", method.name)],
-            resume_args: vec![],
-        },
+        format!("{}/pseudo_eval", method.name),
+        ("--pred", &pseudo("train")),
+        train_split,
+        &pseudo_metrics,
+        format!("{}/refine_train", method.name),
     )?;
 
     Ok(MethodSpec {

@@ -76,31 +76,14 @@ fn segment_and_eval(
             resume_args: vec![],
         },
     )?;
-    let eval_dir = dir.join("seg_eval");
-    let metrics = eval_dir.join("metrics.json");
-    ctx.score(
+    let metrics = dir.join("seg_eval/metrics.json");
+    ctx.eval(
         pipeline,
-        &StageSpec {
-            name: format!("{method}/seg_eval"),
-            dir: eval_dir,
-            program: ctx.wsss.to_path_buf(),
-            args: vec![
-                "eval".into(),
-                "--pred".into(),
-                s(&pred_dir),
-                "--gt".into(),
-                s(&ctx.gt_dir()),
-                "--list".into(),
-                s(&list(ctx.data, "val")),
-                "--classes".into(),
-                "scenes".into(),
-                "--json".into(),
-                s(&metrics),
-            ],
-            inputs: vec![],
-            after: vec![segment],
-            resume_args: vec![],
-        },
+        format!("{method}/seg_eval"),
+        ("--pred", &pred_dir),
+        "val",
+        &metrics,
+        segment,
     )?;
     Ok(Segmented { pred_dir, metrics })
 }
