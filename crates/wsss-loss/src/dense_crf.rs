@@ -596,14 +596,8 @@ pub fn dense_crf_loss_with_features(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::lcg;
     use candle_core::Var;
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((*seed >> 40) as f32) / (1u64 << 24) as f32
-    }
 
     /// A random image, softmax seg and a ROI with a zero border band.
     fn inputs(b: usize, k: usize, h: usize, w: usize, seed: u64) -> (Tensor, Tensor, Tensor) {

@@ -512,26 +512,8 @@ pub fn gated_crf_loss(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::{lcg, random, softmax};
     use candle_core::Var;
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((*seed >> 40) as f32) / (1u64 << 24) as f32
-    }
-
-    fn random(shape: (usize, usize, usize, usize), seed: u64, scale: f32) -> Tensor {
-        let mut s = seed;
-        let n = shape.0 * shape.1 * shape.2 * shape.3;
-        let v: Vec<f32> = (0..n).map(|_| scale * (lcg(&mut s) - 0.5)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn softmax(t: &Tensor) -> Tensor {
-        let e = t.exp().unwrap();
-        e.broadcast_div(&e.sum_keepdim(1).unwrap()).unwrap()
-    }
 
     /// Brute force over ordered pairs, straight from the definition.
     #[allow(clippy::too_many_arguments)]

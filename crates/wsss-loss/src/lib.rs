@@ -40,6 +40,8 @@ pub mod feature_consistency;
 pub mod gated_crf;
 pub mod gradient_clipping;
 pub mod segmentation;
+#[cfg(test)]
+mod test_support;
 
 pub(crate) mod ops;
 
