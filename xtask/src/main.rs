@@ -77,6 +77,10 @@ enum Task {
             default_value = "all"
         )]
         methods: Vec<xtask::reproduce::MethodName>,
+        /// Method chains run at once (each command then gets the cores divided among
+        /// them). Default: one per core for scenes (CPU), 1 for voc/coco (one GPU).
+        #[arg(long)]
+        jobs: Option<usize>,
         /// Run only the data and the trainings (before a sharded run).
         #[arg(long, conflicts_with = "shard")]
         train_only: bool,
@@ -153,6 +157,7 @@ fn main() -> Result<ExitCode> {
             methods,
             train_only,
             shard,
+            jobs,
             root: data_root,
             weights,
             device,
@@ -191,6 +196,7 @@ fn main() -> Result<ExitCode> {
                 methods,
                 mode,
                 pretrain,
+                jobs: jobs.unwrap_or(if paper.is_some() { 1 } else { 0 }),
             };
             options.update_readme = !quick
                 && options.out == std::path::Path::new(DEFAULT_OUT)
@@ -202,12 +208,17 @@ fn main() -> Result<ExitCode> {
             if paper.is_some() && quick {
                 anyhow::bail!("--quick is for the scenes set; voc/coco run the paper configs");
             }
+            let start = std::time::Instant::now();
             let done = match &paper {
                 Some(paper) => xtask::reproduce::paper::reproduce(&root, paper, &options)?,
                 None => xtask::reproduce::scenes::scenes(&root, &options)?,
             };
             match done {
-                Some(report) => println!("report: {}", report.join("report.html").display()),
+                Some(report) => println!(
+                    "report: {} ({:.0} s)",
+                    report.join("report.html").display(),
+                    start.elapsed().as_secs_f64()
+                ),
                 None => println!(
                     "partial run done ({mode:?}); run without --train-only/--shard to finish"
                 ),

@@ -27,21 +27,20 @@
 //! is sliced straight into the logits, so an iteration is two splat/blur/slice passes and a
 //! softmax, with no other pass over the N·K values.
 //!
-//! Measured (2-core AMD EPYC VM shared with four other engineers' builds, load average
-//! 13–16, so wall times are 2–3× the CPU time; K = 21, WeakTr config, 10 iterations,
-//! 500×375):
+//! Measured on an idle machine (2-core AMD EPYC VM, load average < 1.5, 2026-11-23,
+//! `RAYON_NUM_THREADS=1|2 cargo bench -p wsss-benches --bench crf`, release, SSE2 only),
+//! criterion medians, K = 21, WeakTr config, 10 iterations:
 //!
-//! | | before | after |
-//! |---|---|---|
-//! | process CPU time, 1 thread (`examples/crf_timing.rs`, min of 3) | 1.18–1.42 s | 0.73–0.85 s |
-//! | criterion median, wall, 1 thread | 3.85 s | 2.92 s |
-//! | criterion median, wall, 2 threads | 3.50 s | 2.93 s |
-//! | lattice build d = 5 (CPU) | 165–215 ms | 89–113 ms |
+//! | size | 1 thread | 2 threads | lattice build d = 5 (1 / 2 threads) | one filter, K = 21 (1 / 2) |
+//! |---|---|---|---|---|
+//! | 256×256 | 329 ms | 167 ms | 45 / 32 ms | 13.2 / 6.6 ms |
+//! | 500×375 | **754 ms** | **418 ms** | 81 / 58 ms | 32.5 / 15.9 ms |
+//! | 512×512 | 1.04 s | 599 ms | 115 / 74 ms | 41.8 / 20.6 ms |
 //!
-//! pydensecrf single-threaded takes about 0.94 s here on an idle machine; our CPU time is
-//! below it, but the wall-clock targets could not be checked on the loaded machine. Time
-//! and memory are linear in N and in K (padded): 256² / 512² criterion wall medians
-//! 1.28 s / 3.74 s (before 2.18 s / 6.66 s) under the same load.
+//! pydensecrf single-threaded takes about 0.94 s on this machine class (the issue's
+//! figure; pydensecrf does not build here): at 500×375 we take 0.80× its time on one
+//! thread and 0.44× on two. Time and memory are linear in N (256² → 512²: 3.2× for 4×
+//! the pixels) and in K (padded to a multiple of 8).
 
 use candle_core::{bail, DType, Result, Tensor};
 use rayon::prelude::*;

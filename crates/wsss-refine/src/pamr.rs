@@ -19,20 +19,18 @@
 //! for the weights plus two pixel-major copies of the masks, O(K·H·W); never the
 //! `(B, K, J, H, W)` unfold of the PyTorch module.
 //!
-//! Measured (`RAYON_NUM_THREADS=1 cargo bench -p wsss-benches --bench refine -- --quick`,
-//! release, SSE2 only, AMD EPYC 2-core VM shared with other jobs at load ≈ 9), medians,
-//! K = 21, 10 iterations:
+//! Measured on an idle machine (2-core AMD EPYC VM, load average < 1.5, 2026-11-23,
+//! `RAYON_NUM_THREADS=1 cargo bench -p wsss-benches --bench refine`, release, SSE2 only),
+//! criterion medians, K = 21, 10 iterations:
 //!
-//! | size | process CPU time | wall (contended) |
+//! | size | wall | process CPU time |
 //! |---|---|---|
-//! | 256×256 | 174 ms | 490 ms |
-//! | 512×512 | 814 ms | 2.17 s |
-//! | 512×512, rerun at load ≈ 16 (same code, 2026-11-23) | 674 ms | — |
+//! | 256×256 | 142 ms | 120 ms |
+//! | 512×512 | **567 ms** | 581 ms |
 //!
-//! At 512×512 `/usr/bin/time` on `examples/par_timing.rs` gives 0.56–0.64 s user +
-//! 0.07 s sys. A careful PyTorch rewrite (48 shifted slices, weights precomputed; torch
-//! 2.15, one thread) takes 2.91 s CPU on the same machine under the same load (the issue
-//! quotes 3.6 s).
+//! The careful PyTorch rewrite (48 shifted slices, weights precomputed; torch 2.15, one
+//! thread, `benches/reference/pamr_torch.py`) on the same idle machine: 2.05 s wall at 512×512 (0.46 s at 256×256), so ours takes 0.28× of it (the
+//! issue quotes 3.6 s and a budget of 0.2× that).
 
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;

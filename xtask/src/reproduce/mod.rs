@@ -1,6 +1,7 @@
 //! `cargo xtask reproduce`: the main job, stage by stage, each through the `wsss` binary,
 //! each cached by a hash of its command, configs and upstream runs (see [`stage`]).
 
+pub mod chains;
 pub mod methods;
 pub mod paper;
 pub mod report;
@@ -14,6 +15,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use wsss::report::MethodSpec;
 
+use chains::Chain;
 use methods::{run_cam_method, CamMethod, Mode, RunPaths, CAM_METHODS};
 use stage::Pipeline;
 
@@ -46,6 +48,19 @@ impl MethodName {
             Self::All => "all",
         }
     }
+
+    /// Relative cost of the method's chain on scenes (stage wall seconds of the default
+    /// run, rounded): the costliest start first when chains run side by side.
+    pub fn cost(self) -> u32 {
+        match self {
+            Self::Classic => 70,
+            Self::Weaktr => 190,
+            Self::Aream => 130,
+            Self::Getam => 120,
+            Self::Dfr => 150,
+            Self::All => 0,
+        }
+    }
 }
 
 /// What to run.
@@ -71,6 +86,8 @@ pub struct ReproduceOptions {
     /// Use the debug `wsss` binary (`cargo build`, as `cargo test --workspace` leaves it)
     /// instead of a release build: for CI smoke runs.
     pub dev: bool,
+    /// How many method chains run at once (0: one per core; see [`chains::plan`]).
+    pub jobs: usize,
 }
 
 /// Builds the `wsss` binary (release, or the debug profile with `dev`; with cargo
@@ -136,15 +153,16 @@ pub const SCENES: Recipe = Recipe {
     dfr: Some(segmentation::DFR_CONFIG),
 };
 
-/// Runs the stages of the selected methods in order (classic, weaktr with its stage 2,
-/// aream, getam, dfr); returns their report rows.
+/// Runs the stages of the selected methods (classic, weaktr with its stage 2, aream,
+/// getam, dfr), each method's chain beside the others on `options.jobs` threads
+/// ([`chains::run_chains`]); returns their report rows in that order.
 pub fn run_methods(
     ctx: &RunPaths<'_>,
     pipeline: &mut Pipeline,
     options: &ReproduceOptions,
     recipe: &Recipe,
 ) -> Result<Vec<MethodSpec>> {
-    let mut rows = Vec::new();
+    let mut list: Vec<Chain<'_, MethodSpec>> = Vec::new();
     for method in recipe.cam_methods {
         let name = match method.name {
             "classic" => MethodName::Classic,
@@ -155,20 +173,38 @@ pub fn run_methods(
         if !options.wants(name) {
             continue;
         }
-        let mut row = run_cam_method(ctx, pipeline, method)?;
-        if name == MethodName::Weaktr {
-            segmentation::weaktr_stage2(ctx, pipeline, recipe.weaktr_stage2, &mut row)?;
-        }
-        rows.push(row);
+        list.push(Chain {
+            name: name.name(),
+            cost: name.cost(),
+            run: Box::new(move |pipeline: &mut Pipeline| {
+                let mut row = run_cam_method(ctx, pipeline, method)?;
+                if name == MethodName::Weaktr {
+                    segmentation::weaktr_stage2(ctx, pipeline, recipe.weaktr_stage2, &mut row)?;
+                }
+                Ok(row)
+            }),
+        });
     }
     if options.wants(MethodName::Getam) {
-        rows.push(segmentation::getam(ctx, pipeline, &recipe.getam)?);
+        list.push(Chain {
+            name: MethodName::Getam.name(),
+            cost: MethodName::Getam.cost(),
+            run: Box::new(move |pipeline: &mut Pipeline| {
+                segmentation::getam(ctx, pipeline, &recipe.getam)
+            }),
+        });
     }
     if options.wants(MethodName::Dfr) {
         match recipe.dfr {
-            Some(config) => rows.push(segmentation::dfr(ctx, pipeline, config)?),
+            Some(config) => list.push(Chain {
+                name: MethodName::Dfr.name(),
+                cost: MethodName::Dfr.cost(),
+                run: Box::new(move |pipeline: &mut Pipeline| {
+                    segmentation::dfr(ctx, pipeline, config)
+                }),
+            }),
             None => println!("[dfr] skipped: no scribble config for this data set"),
         }
     }
-    Ok(rows)
+    chains::run_chains(pipeline, list, options.jobs)
 }

@@ -405,6 +405,7 @@ mod tests {
             seed: 0,
             update_readme: false,
             dev: true,
+            jobs: 1,
             features: None,
             methods: vec![MethodName::All],
             mode: super::super::methods::Mode::All,

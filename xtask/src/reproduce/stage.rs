@@ -62,14 +62,32 @@ pub struct Outcome {
     pub cached: bool,
 }
 
+/// How stage commands are started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChildOptions {
+    /// `RAYON_NUM_THREADS` of each command (none: inherited). Chains of stages that run
+    /// side by side each get their share of the cores.
+    pub threads: Option<usize>,
+    /// Send each command's stdout and stderr to `stage.log` in its folder instead of this
+    /// terminal (chains running side by side would interleave their progress bars).
+    pub log_to_file: bool,
+}
+
 /// Runs stages in order, remembering their records for the stages after them.
-#[derive(Debug, Default)]
+///
+/// Independent chains of stages (one per method) run side by side on clones of one
+/// pipeline ([`Pipeline::fork`], [`Pipeline::join`]).
+#[derive(Debug, Default, Clone)]
 pub struct Pipeline {
     records: HashMap<String, StageRecord>,
     outcomes: Vec<Outcome>,
+    child: ChildOptions,
 }
 
 const RECORD: &str = "stage.json";
+
+/// A command's output when [`ChildOptions::log_to_file`] is set.
+pub const LOG: &str = "stage.log";
 
 /// The key of the run under way in a folder without a record yet: a partial folder is
 /// resumed only by the same key (a changed config or upstream clears it instead).
@@ -117,6 +135,25 @@ impl Pipeline {
         &self.outcomes
     }
 
+    /// A copy that knows every stage run so far, for a chain of stages run beside others;
+    /// its commands start with `child`.
+    pub fn fork(&self, child: ChildOptions) -> Self {
+        Self {
+            records: self.records.clone(),
+            outcomes: Vec::new(),
+            child,
+        }
+    }
+
+    /// Takes over what a [`Pipeline::fork`] ran (its outcomes follow this pipeline's).
+    pub fn join(&mut self, fork: Pipeline) {
+        for outcome in fork.outcomes {
+            self.records
+                .insert(outcome.name.clone(), outcome.record.clone());
+            self.outcomes.push(outcome);
+        }
+    }
+
     /// The cache key of `stage` given the records of the stages before it.
     pub fn key(&self, stage: &StageSpec) -> Result<String> {
         let mut hash = Sha256::new();
@@ -149,7 +186,8 @@ impl Pipeline {
 
     /// Runs `stage` unless its outputs are current; returns its outcome.
     pub fn run(&mut self, stage: &StageSpec) -> Result<Outcome> {
-        self.run_with(stage, |args, key| execute(stage, args, key))
+        let child = self.child.clone();
+        self.run_with(stage, |args, key| execute(stage, args, key, &child, LOG))
     }
 
     /// Like [`Pipeline::run`], but the stage's work is `work` in this process (file
@@ -229,7 +267,14 @@ impl Pipeline {
             .with_context(|| format!("creating {}", stage.dir.display()))?;
         write_pending(&stage.dir, &key)?;
         let args = [stage.args.clone(), shard_args.to_vec()].concat();
-        let record = execute(stage, &args, "shard".into())?;
+        // Shards may run at once: one log each.
+        let shard = shard_args
+            .iter()
+            .skip_while(|arg| *arg != "--shard")
+            .nth(1)
+            .map_or_else(String::new, |k_of_n| k_of_n.replace('/', "of"));
+        let log = format!("stage-shard-{shard}.log");
+        let record = execute(stage, &args, "shard".into(), &self.child, &log)?;
         let outcome = Outcome {
             name: stage.name.clone(),
             record: StageRecord {
@@ -292,7 +337,13 @@ impl Pipeline {
     }
 }
 
-fn execute(stage: &StageSpec, args: &[String], key: String) -> Result<StageRecord> {
+fn execute(
+    stage: &StageSpec,
+    args: &[String],
+    key: String,
+    child: &ChildOptions,
+    log_name: &str,
+) -> Result<StageRecord> {
     println!(
         "[{}] {} {}",
         stage.name,
@@ -304,21 +355,34 @@ fn execute(stage: &StageSpec, args: &[String], key: String) -> Result<StageRecor
         args.join(" ")
     );
     let start = Instant::now();
-    let mut child = Command::new(&stage.program)
-        .args(args)
+    let mut command = Command::new(&stage.program);
+    command.args(args);
+    if let Some(threads) = child.threads {
+        command.env("RAYON_NUM_THREADS", threads.to_string());
+    }
+    let log = stage.dir.join(log_name);
+    if child.log_to_file {
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        command.stdout(file.try_clone()?).stderr(file);
+    }
+    let mut child_process = command
         .spawn()
         .with_context(|| format!("stage {}: starting {}", stage.name, stage.program.display()))?;
     let mut peak = None;
     let status = loop {
-        if let Some(mib) = peak_rss_mib(child.id()).filter(|m| *m > 0.0) {
+        if let Some(mib) = peak_rss_mib(child_process.id()).filter(|m| *m > 0.0) {
             peak = Some(mib);
         }
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child_process.try_wait()? {
             break status;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     if !status.success() {
+        if child.log_to_file {
+            print_tail(&stage.name, &log);
+        }
         bail!(
             "stage {} failed ({status}); its folder {} is kept, re-run to resume",
             stage.name,
@@ -328,6 +392,20 @@ fn execute(stage: &StageSpec, args: &[String], key: String) -> Result<StageRecor
     let wall_s = start.elapsed().as_secs_f64();
     println!("[{}] done in {wall_s:.1} s", stage.name);
     Ok(new_record(key, wall_s, peak))
+}
+
+/// Prints the last lines of a failed stage's log.
+fn print_tail(name: &str, log: &Path) {
+    const LINES: usize = 20;
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    println!(
+        "[{name}] failed; the last lines of {} (whole log there):",
+        log.display()
+    );
+    for line in &lines[lines.len().saturating_sub(LINES)..] {
+        println!("[{name}] | {line}");
+    }
 }
 
 /// The record of a finished stage, with a fresh run id.

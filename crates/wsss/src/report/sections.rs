@@ -519,7 +519,9 @@ pub(crate) fn stage_table(doc: &mut Document, spec: &ReportSpec) {
     );
     let total: f64 = spec.stages.iter().map(|s| s.wall_s).sum();
     doc.paragraph(format!(
-        "Total wall time of the stages' original runs: {total:.1} s. Cached stages show the \
-         time of the run that produced their outputs."
+        "Sum of the stages' wall times: {total:.1} s. Independent stages may run side by side \
+         (`cargo xtask reproduce --jobs`), so a run can take less than this sum, and a \
+         stage's time then includes its share of the machine. Cached stages show the time of \
+         the run that produced their outputs."
     ));
 }
