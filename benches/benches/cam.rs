@@ -56,6 +56,8 @@ fn image(side: usize) -> Tensor {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the `wsss` binary does (wsss_core::malloc).
+    wsss_core::malloc::retain_freed_memory();
     let dev = Device::Cpu;
     let cfg = deit_s();
     let vit = Vit::from_state_dict(&cfg, state(&cfg, &[]), Strictness::Strict, DType::F32, &dev)

@@ -95,6 +95,8 @@ impl ValueFormatter for CpuFormatter {
 }
 
 fn bench_wall(c: &mut Criterion) {
+    // As the `wsss` binary does (wsss_core::malloc).
+    wsss_core::malloc::retain_freed_memory();
     bench(c, "refine");
 }
 

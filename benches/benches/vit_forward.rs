@@ -6,6 +6,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use wsss_vit::{init_weights, Config, Strictness, Taps, Vit};
 
 fn vit_forward(c: &mut Criterion) {
+    // As the `wsss` binary does (wsss_core::malloc).
+    wsss_core::malloc::retain_freed_memory();
     let cfg = Config::deit_small_patch16_224();
     let weights = init_weights(&cfg, 0).expect("init");
     let vit = Vit::from_state_dict(&cfg, weights, Strictness::Strict, DType::F32, &Device::Cpu)

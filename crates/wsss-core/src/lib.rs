@@ -22,6 +22,7 @@
 
 pub mod device;
 pub mod fastmath;
+pub mod malloc;
 pub mod permutohedral;
 pub mod random;
 pub mod resize;

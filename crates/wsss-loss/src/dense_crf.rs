@@ -26,10 +26,19 @@
 //! vertices), O(N·K) for the rest; memory O(N·K + M·K). With [`FilterKind::Exact`]:
 //! O(N²·K) time, O(N·K) memory.
 //!
-//! Measured medians (criterion `--quick`, `benches/benches/losses.rs`, K = 21, forward +
-//! backward, 1 thread, shared 2-core VM under varying load, so ±40 %): 320x320 172–238 ms
-//! at scale 1 and 64–95 ms at scale 0.5 (rloss's C++: about 117 / 37 ms); 128x128 21–64 /
-//! 11–16 ms.
+//! Measured on an idle 2-core AMD EPYC VM (2026-11-23, `RAYON_NUM_THREADS=1 cargo bench -p
+//! wsss-benches --bench losses`, criterion medians, K = 21, forward + backward through
+//! candle, release, SSE2 only):
+//!
+//! | size | scale 1 | scale 0.5 | rloss's C++ lattice (issue's figures) |
+//! |---|---|---|---|
+//! | 128×128 | 12.3 ms | 5.5 ms | — |
+//! | 320×320 | **63.0 ms** | **24.4 ms** | about 117 / 37 ms |
+//!
+//! Before [`wsss_core::malloc::retain_freed_memory`] (which the bench and the `wsss` binary
+//! call) the same run gave 119.5 / 50.9 ms at 320×320: a third of the time went to page
+//! faults on freshly mapped buffers. Time is linear in N and in K; the lattice build is
+//! about half of it at scale 1.
 
 use std::sync::{Arc, Mutex};
 

@@ -28,18 +28,20 @@
 //! softmax, with no other pass over the N·K values.
 //!
 //! Measured on an idle machine (2-core AMD EPYC VM, load average < 1.5, 2026-11-23,
-//! `RAYON_NUM_THREADS=1|2 cargo bench -p wsss-benches --bench crf`, release, SSE2 only),
-//! criterion medians, K = 21, WeakTr config, 10 iterations:
+//! `RAYON_NUM_THREADS=1|2 cargo bench -p wsss-benches --bench crf`, release, SSE2 only,
+//! freed memory kept as the `wsss` binary does, [`wsss_core::malloc`]), criterion medians,
+//! K = 21, WeakTr config, 10 iterations:
 //!
 //! | size | 1 thread | 2 threads | lattice build d = 5 (1 / 2 threads) | one filter, K = 21 (1 / 2) |
 //! |---|---|---|---|---|
-//! | 256×256 | 329 ms | 167 ms | 45 / 32 ms | 13.2 / 6.6 ms |
-//! | 500×375 | **754 ms** | **418 ms** | 81 / 58 ms | 32.5 / 15.9 ms |
-//! | 512×512 | 1.04 s | 599 ms | 115 / 74 ms | 41.8 / 20.6 ms |
+//! | 256×256 | 267 ms | 138 ms | 30 / 22 ms | 12.2 / 5.8 ms |
+//! | 500×375 | **701 ms** | **427 ms** | 79 / 52 ms | 29.2 / 15.6 ms |
+//! | 512×512 | 900 ms | 539 ms | 102 / 82 ms | 39.2 / 23.6 ms |
 //!
 //! pydensecrf single-threaded takes about 0.94 s on this machine class (the issue's
-//! figure; pydensecrf does not build here): at 500×375 we take 0.80× its time on one
-//! thread and 0.44× on two. Time and memory are linear in N (256² → 512²: 3.2× for 4×
+//! figure; pydensecrf does not build here): at 500×375 we take 0.75× its time on one
+//! thread and 0.45× on two. With glibc's default (freed memory returned to the kernel) the
+//! same run gave 754 / 418 ms. Time and memory are linear in N (256² → 512²: 3.4× for 4×
 //! the pixels) and in K (padded to a multiple of 8).
 
 use candle_core::{bail, DType, Result, Tensor};

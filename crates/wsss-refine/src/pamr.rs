@@ -20,17 +20,19 @@
 //! `(B, K, J, H, W)` unfold of the PyTorch module.
 //!
 //! Measured on an idle machine (2-core AMD EPYC VM, load average < 1.5, 2026-11-23,
-//! `RAYON_NUM_THREADS=1 cargo bench -p wsss-benches --bench refine`, release, SSE2 only),
-//! criterion medians, K = 21, 10 iterations:
+//! `RAYON_NUM_THREADS=1 cargo bench -p wsss-benches --bench refine`, release, SSE2 only;
+//! freed memory kept as the `wsss` binary does, [`wsss_core::malloc`]), criterion medians,
+//! K = 21, 10 iterations (with glibc's default: 142 / 567 ms):
 //!
 //! | size | wall | process CPU time |
 //! |---|---|---|
-//! | 256×256 | 142 ms | 120 ms |
-//! | 512×512 | **567 ms** | 581 ms |
+//! | 256×256 | 142 ms | 123 ms |
+//! | 512×512 | **521 ms** | 482 ms |
 //!
 //! The careful PyTorch rewrite (48 shifted slices, weights precomputed; torch 2.15, one
-//! thread, `benches/reference/pamr_torch.py`) on the same idle machine: 2.05 s wall at 512×512 (0.46 s at 256×256), so ours takes 0.28× of it (the
-//! issue quotes 3.6 s and a budget of 0.2× that).
+//! thread, `benches/reference/pamr_torch.py`) on the same idle machine takes 2.05 s wall
+//! at 512×512 (0.46 s at 256×256), so ours takes 0.25× of it. The issue quotes 3.6 s and a
+//! budget of 0.2× that (ours: 0.14× of 3.6 s).
 
 use candle_core::{bail, Result, Tensor};
 use rayon::prelude::*;

@@ -26,16 +26,19 @@
 //!
 //! Measured on an idle machine (2-core AMD EPYC VM, load average < 1.5, 2026-11-23,
 //! `RAYON_NUM_THREADS=1 cargo bench -p wsss-benches --bench refine`, release, no
-//! `target-cpu` flags so SSE2 only), criterion medians, K = 21, 10 iterations:
+//! `target-cpu` flags so SSE2 only; freed memory kept as the `wsss` binary does,
+//! [`wsss_core::malloc`]), criterion medians, K = 21, 10 iterations (with glibc's default:
+//! 165 / 660 ms):
 //!
 //! | size | wall | process CPU time |
 //! |---|---|---|
-//! | 256×256 | 165 ms | 132 ms |
-//! | 512×512 | **660 ms** | 622 ms |
+//! | 256×256 | 148 ms | 141 ms |
+//! | 512×512 | **588 ms** | 534 ms |
 //!
 //! The careful PyTorch rewrite (48 shifted slices, weights precomputed; torch 2.15, one
-//! thread, `benches/reference/par_torch.py`) on the same idle machine: 2.17 s wall at 512×512 (0.52 s at 256×256), so ours takes 0.30× of it; the issue quotes 3.3 s for it (0.20×). The
-//! issue's budget is 0.2× the careful rewrite, "under ~0.7 s". The weights take ≈ 0.16 s
+//! thread, `benches/reference/par_torch.py`) on the same idle machine takes 2.17 s wall at
+//! 512×512 (0.52 s at 256×256), so ours takes 0.27× of it. The issue quotes 3.3 s for it
+//! and a budget of 0.2× that, "under ~0.7 s" (ours: 0.18× of 3.3 s). The weights take ≈ 0.16 s
 //! of the 512×512 time, the 10 propagation steps the rest. Time is linear in H·W and in K'
 //! (K rounded up to 8). The kernel is SSE2 (no `target-cpu` flag, no `unsafe`): AVX2/FMA
 //! code generation would roughly halve the propagation.
