@@ -30,7 +30,7 @@
 //! | 512×512 | **521 ms** | 482 ms |
 //!
 //! The careful PyTorch rewrite (48 shifted slices, weights precomputed; torch 2.15, one
-//! thread, `benches/reference/pamr_torch.py`) on the same idle machine takes 2.05 s wall
+//! thread, `benches/reference/par_pamr_torch.py`) on the same idle machine takes 2.05 s wall
 //! at 512×512 (0.46 s at 256×256), so ours takes 0.25× of it. The issue quotes 3.6 s and a
 //! budget of 0.2× that (ours: 0.14× of 3.6 s).
 

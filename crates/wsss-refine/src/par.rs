@@ -36,7 +36,7 @@
 //! | 512×512 | **588 ms** | 534 ms |
 //!
 //! The careful PyTorch rewrite (48 shifted slices, weights precomputed; torch 2.15, one
-//! thread, `benches/reference/par_torch.py`) on the same idle machine takes 2.17 s wall at
+//! thread, `benches/reference/par_pamr_torch.py`) on the same idle machine takes 2.17 s wall at
 //! 512×512 (0.52 s at 256×256), so ours takes 0.27× of it. The issue quotes 3.3 s for it
 //! and a budget of 0.2× that, "under ~0.7 s" (ours: 0.18× of 3.3 s). The weights take ≈ 0.16 s
 //! of the 512×512 time, the 10 propagation steps the rest. Time is linear in H·W and in K'
