@@ -1,10 +1,12 @@
 //! Line plots rendered to PNG with plotters (bitmap backend, the bundled DejaVu Sans font),
-//! so reports need no system fonts.
+//! so reports need no system fonts; and column headings over picture grids.
 
 use std::path::Path;
 use std::sync::OnceLock;
 
+use image::{Rgb, RgbImage};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
 use super::error::{ReportError, Result};
@@ -179,9 +181,96 @@ pub fn draw_line_plot(plot: &LinePlot<'_>, path: &Path, width: u32, height: u32)
     Ok(())
 }
 
+/// Height of the heading band of [`with_column_headings`]: two lines of text.
+const HEADING_HEIGHT: u32 = 34;
+
+/// `grid` (a [`super::picture::grid`] of `tile`-pixel tiles and `gap`-pixel gaps) under a
+/// white band naming its columns, each name centred over its column on up to two lines
+/// (split at the last space when it does not fit one).
+///
+/// Cost: O(width · height) plus the text.
+pub fn with_column_headings(
+    grid: &RgbImage,
+    headings: &[String],
+    tile: u32,
+    gap: u32,
+) -> Result<RgbImage> {
+    register_font()?;
+    let (width, height) = grid.dimensions();
+    let mut band = vec![255u8; (width * HEADING_HEIGHT * 3) as usize];
+    {
+        let err = |e: &dyn std::fmt::Display| ReportError::Plot(format!("column headings: {e}"));
+        let root =
+            BitMapBackend::with_buffer(&mut band, (width, HEADING_HEIGHT)).into_drawing_area();
+        let font = ("sans-serif", 12)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        for (c, heading) in headings.iter().enumerate() {
+            let centre = (gap + c as u32 * (tile + gap) + tile / 2) as i32;
+            let lines = match heading.rsplit_once(' ') {
+                Some((first, last)) if heading.chars().count() > 18 => vec![first, last],
+                _ => vec![heading.as_str()],
+            };
+            for (i, line) in lines.iter().enumerate() {
+                root.draw_text(line, &font, (centre, 3 + 15 * i as i32))
+                    .map_err(|e| err(&e))?;
+            }
+        }
+        root.present().map_err(|e| err(&e))?;
+    }
+    let mut out = RgbImage::from_pixel(width, height + HEADING_HEIGHT, Rgb([255, 255, 255]));
+    for (x, y, pixel) in out.enumerate_pixels_mut() {
+        *pixel = if y < HEADING_HEIGHT {
+            let i = ((y * width + x) * 3) as usize;
+            Rgb([band[i], band[i + 1], band[i + 2]])
+        } else {
+            *grid.get_pixel(x, y - HEADING_HEIGHT)
+        };
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_headings_put_ink_over_each_named_column_only() {
+        // The report's tile size.
+        let (tile, gap) = (128, 4);
+        let grid = RgbImage::from_pixel(3 * tile + 4 * gap, tile + 2 * gap, Rgb([0, 0, 200]));
+        let headings = [
+            "image".to_string(),
+            String::new(),
+            "weaktr pseudo label".into(),
+        ];
+        let out = with_column_headings(&grid, &headings, tile, gap).unwrap();
+        assert_eq!(
+            out.dimensions(),
+            (grid.width(), grid.height() + HEADING_HEIGHT)
+        );
+        // The grid is copied unchanged below the band.
+        assert_eq!(out.get_pixel(5, HEADING_HEIGHT + 5), &Rgb([0, 0, 200]));
+        let dark_in = |x0: u32, x1: u32, y0: u32, y1: u32| {
+            (y0..y1)
+                .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+                .filter(|&(x, y)| out.get_pixel(x, y).0.iter().all(|&v| v < 128))
+                .count()
+        };
+        let column = |c: u32| (gap + c * (tile + gap), gap + c * (tile + gap) + tile);
+        let (a0, a1) = column(0);
+        let (b0, b1) = column(1);
+        let (c0, c1) = column(2);
+        assert!(dark_in(a0, a1, 0, 17) > 0, "first heading drawn");
+        assert_eq!(
+            dark_in(b0, b1, 0, HEADING_HEIGHT),
+            0,
+            "an empty heading draws nothing"
+        );
+        // The long heading wraps: ink on both lines of the third column.
+        assert!(dark_in(c0, c1, 0, 17) > 0 && dark_in(c0, c1, 17, HEADING_HEIGHT) > 0);
+    }
 
     #[test]
     fn draws_a_png_with_ink_in_each_series_colour() {

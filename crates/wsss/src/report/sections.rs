@@ -10,7 +10,7 @@ use wsss_metrics::{MetricsReport, SweepReport};
 use super::document::Document;
 use super::error::{io_error, parse_error, ReportError, Result};
 use super::picture::{grid, heat_overlay, label_picture};
-use super::plot::{draw_line_plot, LinePlot, Marker, Series};
+use super::plot::{draw_line_plot, with_column_headings, LinePlot, Marker, Series};
 use super::{MethodSpec, ReportSpec};
 
 /// A method's metric files, parsed.
@@ -468,7 +468,8 @@ pub(crate) fn overlay_grid(
         }
         rows.push(row);
     }
-    let picture = grid(&rows, 128, 4)?;
+    let (tile, gap) = (128, 4);
+    let picture = with_column_headings(&grid(&rows, tile, gap)?, &columns, tile, gap)?;
     let file = "overlays.png";
     let path = out_dir.join(file);
     let mut bytes = Vec::new();
@@ -481,7 +482,7 @@ pub(crate) fn overlay_grid(
     super::write_atomic(&path, &bytes)?;
     doc.heading(2, "Overlays");
     doc.paragraph(format!(
-        "Columns: {}. Rows: {}. Grey tiles: output not produced.",
+        "Columns (named over the grid): {}. Rows: {}. Grey tiles: output not produced.",
         columns.join(", "),
         spec.overlays
             .iter()
