@@ -381,9 +381,9 @@ impl Program for DfrProgram {
     }
 
     fn evaluate(&mut self, data: &EvalData, ctx: &EvalContext) -> Result<Metrics> {
-        let net = &self.net;
+        // The same logits as `wsss segment` (Segmenter::segment).
         evaluate_segmentation(data, &ctx.device, self.num_classes, |images| {
-            Ok(net.forward(&images.detach(), None)?.logits.detach())
+            self.segment(images)
         })
     }
 
