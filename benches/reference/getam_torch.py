@@ -2,8 +2,8 @@
 same-machine reference for `cam_224|448/getam_*` in benches/benches/cam.rs.
 
 Two forms, K = 3 classes, medians of N timed runs after warm-up:
-- `authors`: one backward per class with the graph retained and the weights requiring
-  grad (GETAM's code);
+- `authors`: one `.backward()` per class with the graph retained and the weights requiring
+  grad, so weight gradients are formed too (GETAM's code);
 - `best`: one forward, then one backward carrying the K cotangents at once
   (`is_grads_batched`), activations only (no weight requires grad), the graph starting at
   block `start_layer` (its input is the only leaf);
@@ -56,15 +56,21 @@ def forward():
 
 
 def authors():
+    """GETAM's code: weights require grad, `.backward()` per class on the retained graph
+    (weight gradients included), the attention gradients read from `retain_grad`."""
     for p in model.parameters():
         p.requires_grad_(True)
     attn.clear()
     logits = model(x)
+    for a in attn:
+        a.retain_grad()
     grads = []
     for c in classes:
         model.zero_grad()
-        g = torch.autograd.grad(logits[0, c], attn[args.start_layer:], retain_graph=True)
-        grads.append(g)
+        for a in attn:
+            a.grad = None
+        logits[0, c].backward(retain_graph=True)
+        grads.append([a.grad for a in attn[args.start_layer:]])
     return grads
 
 
