@@ -102,11 +102,18 @@ pub fn wsss_binary(root: &Path, dev: bool, features: Option<&str>) -> Result<Pat
     if let Some(features) = features {
         args.extend(["--features", features]);
     }
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args(&args)
-        .status()
-        .context("building the wsss binary")?;
+    let mut command = Command::new(cargo);
+    command.current_dir(root).args(&args);
+    // `cargo xtask` runs us with the xtask package's variables set; a build script that
+    // tracks one (ring tracks CARGO_MANIFEST_DIR) would otherwise see it change between
+    // this build and the next `cargo xtask`, and each would rebuild ring, rustls, ureq,
+    // hf-hub and wsss for the other (about 70 s on every run).
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_package_variable) {
+            command.env_remove(&name);
+        }
+    }
+    let status = command.status().context("building the wsss binary")?;
     if !status.success() {
         bail!("building the wsss binary failed ({status})");
     }
@@ -114,6 +121,20 @@ pub fn wsss_binary(root: &Path, dev: bool, features: Option<&str>) -> Result<Pat
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     Ok(target.join(if dev { "debug/wsss" } else { "release/wsss" }))
+}
+
+/// True for the variables cargo sets for the package it runs (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_NAME`, …), as opposed to configuration (`CARGO_TARGET_DIR`, `CARGO_HOME`).
+fn is_package_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            name,
+            "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
 
 impl ReproduceOptions {
@@ -207,4 +228,30 @@ pub fn run_methods(
         }
     }
     chains::run_chains(pipeline, list, options.jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_package_variable;
+
+    #[test]
+    fn only_the_running_packages_variables_are_dropped() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            assert!(is_package_variable(name), "{name}");
+        }
+        for name in [
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO",
+            "CARGO_TERM_COLOR",
+            "PATH",
+        ] {
+            assert!(!is_package_variable(name), "{name}");
+        }
+    }
 }
