@@ -12,6 +12,9 @@ use anyhow::{anyhow, Result};
 
 use super::stage::{ChildOptions, Pipeline};
 
+/// A chain's stages, run on its own pipeline.
+pub type ChainWork<'a, T> = Box<dyn FnOnce(&mut Pipeline) -> Result<T> + Send + 'a>;
+
 /// One chain: a name (for messages) and the work, run on its own pipeline.
 pub struct Chain<'a, T> {
     /// Name used in messages, e.g. `weaktr`.
@@ -20,7 +23,7 @@ pub struct Chain<'a, T> {
     /// whole run when there are more chains than jobs.
     pub cost: u32,
     /// The stages.
-    pub run: Box<dyn FnOnce(&mut Pipeline) -> Result<T> + Send + 'a>,
+    pub run: ChainWork<'a, T>,
 }
 
 /// How many chains run at once for `jobs` (0: one per core) and the rayon threads each
@@ -71,21 +74,20 @@ pub fn run_chains<T: Send>(
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let Some(&index) = order.get(next.fetch_add(1, Ordering::SeqCst)) else {
-                    break;
-                };
-                let chain = slots[index]
-                    .lock()
-                    .map_or(None, |mut slot| slot.take())
-                    .expect("each chain is taken once");
-                let mut fork = pipeline.fork(child.clone());
-                let result = (chain.run)(&mut fork);
-                if let Err(err) = &result {
-                    println!("[{}] chain failed: {err:#}", chain.name);
-                }
-                if let Ok(mut slot) = results[index].lock() {
-                    *slot = Some((fork, result));
+            scope.spawn(|| {
+                while let Some(&index) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let chain = slots[index]
+                        .lock()
+                        .map_or(None, |mut slot| slot.take())
+                        .expect("each chain is taken once");
+                    let mut fork = pipeline.fork(child.clone());
+                    let result = (chain.run)(&mut fork);
+                    if let Err(err) = &result {
+                        println!("[{}] chain failed: {err:#}", chain.name);
+                    }
+                    if let Ok(mut slot) = results[index].lock() {
+                        *slot = Some((fork, result));
+                    }
                 }
             });
         }
