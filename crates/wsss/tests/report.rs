@@ -147,10 +147,15 @@ fn report_tables_pictures_and_html() {
         assert!(out.join(picture).is_file(), "{picture} missing");
         assert!(md.contains(&format!("]({picture})")));
     }
-    // image, GT, CAM, pseudo, prediction (grey): 5 tiles of 128 px plus gaps of 4.
+    // image, GT, CAM, pseudo, prediction (grey): 5 tiles of 128 px plus gaps of 4, under
+    // a 34 px band of column headings.
     let grid = image::open(out.join("overlays.png")).unwrap().to_rgb8();
-    assert_eq!(grid.dimensions(), (5 * 128 + 6 * 4, 128 + 2 * 4));
-    assert_eq!(grid.get_pixel(4 + 4 * 132 + 10, 10).0, [220, 220, 220]);
+    let band = 34;
+    assert_eq!(grid.dimensions(), (5 * 128 + 6 * 4, band + 128 + 2 * 4));
+    assert_eq!(
+        grid.get_pixel(4 + 4 * 132 + 10, band + 10).0,
+        [220, 220, 220]
+    );
 
     let html = std::fs::read_to_string(&files.html).unwrap();
     assert_eq!(html.matches("data:image/png;base64,").count(), 3);
