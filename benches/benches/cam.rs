@@ -23,6 +23,7 @@ use wsss_cam::{
     AafConfig, AreamCam, CamGenerator, ClassicCam, Getam, GetamStrategy, Rollout, WeakTr, WeakTrMap,
 };
 use wsss_core::random::{normal, rng};
+use wsss_core::threads::on_compute_pool;
 use wsss_vit::{init_weights, Config, PosEmbedInterp, Strictness, Vit};
 
 const CLASSES: [usize; 3] = [3, 7, 15];
@@ -56,8 +57,9 @@ fn image(side: usize) -> Tensor {
 }
 
 fn bench(c: &mut Criterion) {
-    // As the `wsss` binary does (wsss_core::malloc).
+    // As the `wsss` binary does (wsss_core::malloc, wsss_core::threads).
     wsss_core::malloc::retain_freed_memory();
+    wsss_core::threads::park_idle_workers();
     let dev = Device::Cpu;
     let cfg = deit_s();
     let vit = Vit::from_state_dict(&cfg, state(&cfg, &[]), Strictness::Strict, DType::F32, &dev)
@@ -124,30 +126,32 @@ fn bench(c: &mut Criterion) {
         let img = image(side);
         let mut group = c.benchmark_group(format!("cam_{side}"));
         group.sample_size(10);
-        group.bench_function("vit_forward", |b| b.iter(|| vit.forward(&img).unwrap()));
+        group.bench_function("vit_forward", |b| {
+            b.iter(|| on_compute_pool(|| vit.forward(&img).unwrap()))
+        });
         group.bench_function("classic", |b| {
-            b.iter(|| classic.generate(&img, &CLASSES).unwrap())
+            b.iter(|| on_compute_pool(|| classic.generate(&img, &CLASSES).unwrap()))
         });
         group.bench_function("getam_batched", |b| {
-            b.iter(|| getam.generate(&img, &CLASSES).unwrap())
+            b.iter(|| on_compute_pool(|| getam.generate(&img, &CLASSES).unwrap()))
         });
         group.bench_function("getam_per_class", |b| {
-            b.iter(|| getam_loop.generate(&img, &CLASSES).unwrap())
+            b.iter(|| on_compute_pool(|| getam_loop.generate(&img, &CLASSES).unwrap()))
         });
         group.bench_function("rollout", |b| {
-            b.iter(|| rollout.generate(&img, &CLASSES).unwrap())
+            b.iter(|| on_compute_pool(|| rollout.generate(&img, &CLASSES).unwrap()))
         });
         group.bench_function("mct_vit_forward", |b| {
-            b.iter(|| mt_vit.forward(&img).unwrap())
+            b.iter(|| on_compute_pool(|| mt_vit.forward(&img).unwrap()))
         });
         group.bench_function("weaktr_fused", |b| {
-            b.iter(|| weaktr_fused.generate(&img, &CLASSES).unwrap())
+            b.iter(|| on_compute_pool(|| weaktr_fused.generate(&img, &CLASSES).unwrap()))
         });
         group.bench_function("weaktr_fine", |b| {
-            b.iter(|| weaktr_fine.generate(&img, &CLASSES).unwrap())
+            b.iter(|| on_compute_pool(|| weaktr_fine.generate(&img, &CLASSES).unwrap()))
         });
         group.bench_function("aream", |b| {
-            b.iter(|| aream.generate(&img, &CLASSES).unwrap())
+            b.iter(|| on_compute_pool(|| aream.generate(&img, &CLASSES).unwrap()))
         });
         group.finish();
     }

@@ -74,8 +74,9 @@ fn bilateral_features(img: &[u8], h: usize, w: usize) -> Vec<f32> {
 }
 
 fn bench_crf(c: &mut Criterion) {
-    // As the `wsss` binary does (wsss_core::malloc).
+    // As the `wsss` binary does (wsss_core::malloc, wsss_core::threads).
     wsss_core::malloc::retain_freed_memory();
+    wsss_core::threads::park_idle_workers();
     let mut group = c.benchmark_group("crf");
     group.sample_size(10);
     for (h, w) in [(256usize, 256usize), (375, 500), (512, 512)] {

@@ -45,8 +45,9 @@ fn inputs(h: usize, w: usize) -> (Tensor, Tensor, Tensor) {
 }
 
 fn bench_losses(c: &mut Criterion) {
-    // As the `wsss` binary does (wsss_core::malloc).
+    // As the `wsss` binary does (wsss_core::malloc, wsss_core::threads).
     wsss_core::malloc::retain_freed_memory();
+    wsss_core::threads::park_idle_workers();
     let mut group = c.benchmark_group("losses");
     group.sample_size(10);
     for size in [128usize, 320] {

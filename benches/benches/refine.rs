@@ -95,8 +95,9 @@ impl ValueFormatter for CpuFormatter {
 }
 
 fn bench_wall(c: &mut Criterion) {
-    // As the `wsss` binary does (wsss_core::malloc).
+    // As the `wsss` binary does (wsss_core::malloc, wsss_core::threads).
     wsss_core::malloc::retain_freed_memory();
+    wsss_core::threads::park_idle_workers();
     bench(c, "refine");
 }
 

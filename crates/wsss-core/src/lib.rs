@@ -7,6 +7,8 @@
 //! - [`IGNORE`]: the label value that means "no label" in masks, scribbles and pseudo labels.
 //! - [`device`]: choosing a candle device from a user string.
 //! - [`fastmath`]: a vectorisable `exp` for pixel kernels.
+//! - [`malloc`] and [`threads`]: process settings that keep CPU kernels fast (freed memory
+//!   kept for reuse; candle's idle worker threads asleep instead of spinning).
 //! - [`permutohedral`]: the permutohedral lattice (Adams et al. 2010) for fast
 //!   high-dimensional Gaussian filtering, shared by dense CRF inference and the dense CRF loss.
 //!
@@ -26,6 +28,7 @@ pub mod malloc;
 pub mod permutohedral;
 pub mod random;
 pub mod resize;
+pub mod threads;
 
 /// Label value for pixels without a label (VOC borders, unscribbled pixels, unreliable
 /// pseudo labels). Losses and metrics skip it.
