@@ -289,12 +289,14 @@ impl WeakTr {
 
         // AAF weights: pool each layer's branch output over tokens, then split channels
         // as (hd, h) with the head index fastest.
-        let branch = Tensor::stack(&detached(&out.branch_outputs), 0)?; // [L, B, N, D]
-        let pooled = match self.aaf.pool {
-            TokenPool::Max => branch.max(2)?,
-            TokenPool::Avg => branch.mean(2)?,
-        }; // [L, B, D]
-        let pooled = pooled
+        let pooled = detached(&out.branch_outputs)
+            .iter()
+            .map(|branch| match self.aaf.pool {
+                TokenPool::Max => branch.max(1),
+                TokenPool::Avg => branch.mean(1),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pooled = Tensor::stack(&pooled, 0)? // [L, B, D]
             .reshape((l, b, hd, h))?
             .permute((1, 3, 0, 2))?
             .reshape((b, h * l, hd))?;
@@ -305,13 +307,26 @@ impl WeakTr {
         let hidden = t.matmul(&self.head_ffn0.t()?)?.relu()?;
         let head_weights = candle_nn::ops::sigmoid(&hidden.matmul(&self.head_ffn2.t()?)?)?;
 
-        // Fused attention: mean over k = head·L + layer of w_k·A_k, only the patch columns.
-        let attention = Tensor::stack(&detached(&out.attention), 2)?; // [B, h, L, N, N]
-        let cols = attention
-            .narrow(D::Minus1, c, p)?
-            .reshape((b, h * l, n * p))?;
-        let fused =
-            (head_weights.unsqueeze(1)?.matmul(&cols)? / (h * l) as f64)?.reshape((b, n, p))?;
+        // Fused attention: mean over k = head·L + layer of w_k·A_k, only the patch columns,
+        // summed layer by layer (one [B, 1, h] × [B, h, N·N] product each) so that the L
+        // maps are read once and never copied into one [B, h, L, N, N] tensor.
+        let per_layer = head_weights.reshape((b, h, l))?;
+        let mut weighted: Option<Tensor> = None;
+        for (layer, attention) in detached(&out.attention).iter().enumerate() {
+            let w = per_layer
+                .narrow(2, layer, 1)?
+                .transpose(1, 2)?
+                .contiguous()?; // [B, 1, h]
+            let sum = w.matmul(&attention.reshape((b, h, n * n))?)?; // [B, 1, N·N]
+            weighted = Some(match weighted {
+                None => sum,
+                Some(acc) => (acc + sum)?,
+            });
+        }
+        let Some(weighted) = weighted else {
+            bail!("WeakTr needs at least one block");
+        };
+        let fused = (weighted.reshape((b, n, n))?.narrow(2, c, p)? / (h * l) as f64)?;
         let cross = fused.narrow(1, 0, c)?.reshape((b, c, gh, gw))?;
         let fused_cam = (cross * &coarse_cam)?;
         let patch_affinity = fused.narrow(1, c, p)?.contiguous()?;
