@@ -121,64 +121,75 @@ pub fn draw_line_plot(plot: &LinePlot<'_>, path: &Path, width: u32, height: u32)
             .chain(plot.markers.iter().map(|m| m.y)),
     );
 
-    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(plot.title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc(plot.x_label)
-        .y_desc(plot.y_label)
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(|e| err(&e))?;
-    for (i, series) in plot.series.iter().enumerate() {
-        let colour = series_colour(i);
-        let finite = series
-            .points
-            .iter()
-            .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite());
-        chart
-            .draw_series(LineSeries::new(finite, colour.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(series.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
-    }
-    for marker in plot.markers {
-        let colour = series_colour(marker.series);
-        chart
-            .draw_series(std::iter::once(Circle::new(
-                (marker.x, marker.y),
-                5,
-                colour.filled(),
-            )))
+    // Drawn into memory and saved by `image` (plotters' own PNG encoder would pull in a
+    // second, older `image`).
+    let mut pixels = vec![255u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(plot.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| err(&e))?;
         chart
-            .draw_series(std::iter::once(Text::new(
-                marker.label.clone(),
-                (marker.x, marker.y),
-                ("sans-serif", 12).into_font().color(&colour),
-            )))
+            .configure_mesh()
+            .x_desc(plot.x_label)
+            .y_desc(plot.y_label)
+            .label_style(("sans-serif", 13))
+            .draw()
             .map_err(|e| err(&e))?;
+        for (i, series) in plot.series.iter().enumerate() {
+            let colour = series_colour(i);
+            let finite = series
+                .points
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite());
+            chart
+                .draw_series(LineSeries::new(finite, colour.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(series.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+        }
+        for marker in plot.markers {
+            let colour = series_colour(marker.series);
+            chart
+                .draw_series(std::iter::once(Circle::new(
+                    (marker.x, marker.y),
+                    5,
+                    colour.filled(),
+                )))
+                .map_err(|e| err(&e))?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    marker.label.clone(),
+                    (marker.x, marker.y),
+                    ("sans-serif", 12).into_font().color(&colour),
+                )))
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 13))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 13))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+    let Some(image) = RgbImage::from_raw(width, height, pixels) else {
+        return Err(ReportError::Plot(format!(
+            "{}: {width}x{height} plot buffer has the wrong size",
+            path.display()
+        )));
+    };
+    image.save(path).map_err(|e| err(&e))
 }
 
 /// Height of the heading band of [`with_column_headings`]: two lines of text.
