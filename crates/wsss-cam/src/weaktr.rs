@@ -22,8 +22,8 @@
 use std::collections::HashMap;
 
 use candle_core::{bail, DType, Device, Module, Result, Tensor, D};
-use candle_nn::Linear;
 use serde::{Deserialize, Serialize};
+use wsss_vit::layers::Linear;
 use wsss_vit::{Config, Strictness, Taps, Vit};
 
 use crate::{check_request, class_index, tokens_to_map, Cam, CamGenerator};

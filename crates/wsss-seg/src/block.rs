@@ -2,9 +2,9 @@
 //! `fc1`/GELU/`fc2` feed-forward), with seeded dropout and drop path for training.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use rand::{Rng, RngCore};
-use wsss_vit::layers::{linear, softmax_last_dim, LayerNorm};
+use wsss_vit::layers::{linear, softmax_last_dim, LayerNorm, Linear};
 
 use crate::params::{linear_params, norm_params, Param};
 

@@ -8,9 +8,9 @@
 //! `‖ΔF‖² = 2 − 2·cos` lives on a fixed scale and σ_F means the same for every backbone.
 
 use candle_core::{bail, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
-use wsss_vit::layers::{linear, LayerNorm};
+use wsss_vit::layers::{linear, LayerNorm, Linear};
 
 use crate::mask_transformer::l2_normalise;
 use crate::params::{linear_params, norm_params, Param};

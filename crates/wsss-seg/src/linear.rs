@@ -11,10 +11,10 @@
 //!   last block's tokens (tuned for classification) lose.
 
 use candle_core::{bail, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use wsss_vit::layers::{linear, LayerNorm};
+use wsss_vit::layers::{linear, LayerNorm, Linear};
 
 use crate::block::dropout;
 use crate::params::{linear_params, norm_params, Param};

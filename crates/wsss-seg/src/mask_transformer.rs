@@ -13,10 +13,10 @@
 //! drop path, LayerNorm eps 1e-5) follow the official code.
 
 use candle_core::{bail, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use wsss_vit::layers::{linear, LayerNorm};
+use wsss_vit::layers::{linear, LayerNorm, Linear};
 
 use crate::block::{block_params, reborrow, Block, BlockDims};
 use crate::params::{linear_params, norm_params, Init, Param};

@@ -1,9 +1,9 @@
 //! timm's `VisionTransformer` forward with taps.
 
 use candle_core::{bail, Module, Result, Tensor, Var, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
-use crate::layers::{linear, softmax_last_dim, LayerNorm, Mlp};
+use crate::layers::{add_to_rows, linear, softmax_last_dim, LayerNorm, Linear, Mlp};
 use crate::probes::GradientProbes;
 use crate::{pos_embed, Config, GlobalPool, PatchPolicy};
 
@@ -232,12 +232,13 @@ impl Vit {
             .reshape((b, c, gh, p, gw, p))?
             .permute(vec![0, 2, 4, 1, 3, 5])?
             .contiguous()?
-            .reshape((b, gh * gw, c * p * p))?;
-        let weight = self.patch_weight.reshape((self.cfg.embed_dim, c * p * p))?;
-        let tokens = patches
-            .broadcast_matmul(&weight.t()?)?
-            .broadcast_add(&self.patch_bias)?;
-        Ok((tokens, (gh, gw)))
+            .reshape((b * gh * gw, c * p * p))?;
+        let d = self.cfg.embed_dim;
+        let weight = self.patch_weight.reshape((d, c * p * p))?;
+        // One 2-D product over all patches and a row-wise bias (their gradients are GEMMs;
+        // see `layers`).
+        let tokens = add_to_rows(&patches.matmul(&weight.t()?)?, &self.patch_bias)?;
+        Ok((tokens.reshape((b, gh * gw, d))?, (gh, gw)))
     }
 
     /// Logits from the final tokens, per `global_pool` and the class-token count.
@@ -305,8 +306,11 @@ impl Vit {
         let t = self.cfg.class_tokens;
         let pos = pos_embed::resample(&self.cfg, &self.pos_embed, grid, (h, w))?;
         let cls = self.cls_token.broadcast_as((b, t, d))?;
-        let xs = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&pos)?;
-        Ok((xs, grid))
+        let xs = Tensor::cat(&[&cls, &patches], 1)?;
+        let n = xs.dim(1)?;
+        // The position embedding added to each image as one row of N·D (see `layers`).
+        let xs = add_to_rows(&xs.reshape((b, n * d))?, &pos.reshape(n * d)?)?;
+        Ok((xs.reshape((b, n, d))?, grid))
     }
 
     /// Runs blocks `0..until` on embedded tokens, with no taps (the shared trunk of a
