@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
@@ -97,6 +98,30 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Draws with plotters (`draw`) into a white `width` x `height` RGB buffer and returns it as
+/// an image; `what` names the picture in errors.
+///
+/// Cost: O(width · height) plus the drawing.
+fn rasterise(
+    width: u32,
+    height: u32,
+    what: &str,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
+) -> Result<RgbImage> {
+    let mut pixels = vec![255u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        draw(&root)?;
+        root.present()
+            .map_err(|e| ReportError::Plot(format!("{what}: {e}")))?;
+    }
+    RgbImage::from_raw(width, height, pixels).ok_or_else(|| {
+        ReportError::Plot(format!(
+            "{what}: {width}x{height} buffer has the wrong size"
+        ))
+    })
+}
+
 /// Draws `plot` into a `width` x `height` PNG at `path`.
 ///
 /// Cost: O(total points) drawing work; the bitmap is O(width * height).
@@ -123,11 +148,9 @@ pub fn draw_line_plot(plot: &LinePlot<'_>, path: &Path, width: u32, height: u32)
 
     // Drawn into memory and saved by `image` (plotters' own PNG encoder would pull in a
     // second, older `image`).
-    let mut pixels = vec![255u8; width as usize * height as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+    let image = rasterise(width, height, &path.display().to_string(), |root| {
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(plot.title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
@@ -181,14 +204,8 @@ pub fn draw_line_plot(plot: &LinePlot<'_>, path: &Path, width: u32, height: u32)
             .position(SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(|e| err(&e))?;
-        root.present().map_err(|e| err(&e))?;
-    }
-    let Some(image) = RgbImage::from_raw(width, height, pixels) else {
-        return Err(ReportError::Plot(format!(
-            "{}: {width}x{height} plot buffer has the wrong size",
-            path.display()
-        )));
-    };
+        Ok(())
+    })?;
     image.save(path).map_err(|e| err(&e))
 }
 
@@ -208,11 +225,8 @@ pub fn with_column_headings(
 ) -> Result<RgbImage> {
     register_font()?;
     let (width, height) = grid.dimensions();
-    let mut band = vec![255u8; (width * HEADING_HEIGHT * 3) as usize];
-    {
-        let err = |e: &dyn std::fmt::Display| ReportError::Plot(format!("column headings: {e}"));
-        let root =
-            BitMapBackend::with_buffer(&mut band, (width, HEADING_HEIGHT)).into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| ReportError::Plot(format!("column headings: {e}"));
+    let band = rasterise(width, HEADING_HEIGHT, "column headings", |root| {
         let font = ("sans-serif", 12)
             .into_font()
             .color(&BLACK)
@@ -228,23 +242,18 @@ pub fn with_column_headings(
                     .map_err(|e| err(&e))?;
             }
         }
-        root.present().map_err(|e| err(&e))?;
-    }
-    let mut out = RgbImage::from_pixel(width, height + HEADING_HEIGHT, Rgb([255, 255, 255]));
-    for (x, y, pixel) in out.enumerate_pixels_mut() {
-        *pixel = if y < HEADING_HEIGHT {
-            let i = ((y * width + x) * 3) as usize;
-            Rgb([band[i], band[i + 1], band[i + 2]])
-        } else {
-            *grid.get_pixel(x, y - HEADING_HEIGHT)
-        };
-    }
+        Ok(())
+    })?;
+    let mut out = RgbImage::new(width, height + HEADING_HEIGHT);
+    image::imageops::replace(&mut out, &band, 0, 0);
+    image::imageops::replace(&mut out, grid, 0, i64::from(HEADING_HEIGHT));
     Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
 
     #[test]
     fn column_headings_put_ink_over_each_named_column_only() {
